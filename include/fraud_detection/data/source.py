@@ -1,0 +1,215 @@
+"""The source datastore: raw card transactions in an embedded DuckDB file.
+
+Loading a CSV checks every row. Malformed rows go to a quarantine CSV with the reason, the
+good rows are loaded, and a transaction already in the datastore is never loaded twice, so a
+rerun of the same file is a no-op. Only the columns of :data:`SOURCE_COLUMNS` are read:
+extra columns such as ``TX_FRAUD_SCENARIO`` never enter the datastore.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from fraud_detection.errors import SourceDataError
+
+log = logging.getLogger(__name__)
+
+SOURCE_COLUMNS = ["TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", "TX_FRAUD"]
+DEFAULT_MAX_REJECTED_RATIO = 0.05
+
+TABLE_DDL = """
+CREATE TABLE IF NOT EXISTS transactions (
+    transaction_id BIGINT NOT NULL,
+    tx_datetime TIMESTAMP NOT NULL,
+    customer_id BIGINT NOT NULL,
+    terminal_id BIGINT NOT NULL,
+    tx_amount DOUBLE NOT NULL,
+    tx_amount_cents BIGINT NOT NULL,
+    tx_fraud TINYINT NOT NULL
+)
+"""
+
+# One reason per malformed row; the first rule a row breaks is reported.
+_TYPED_SQL = """
+CREATE TEMP TABLE typed AS
+SELECT
+    row_number() OVER () + 1 AS line_number,
+    raw.*,
+    TRY_CAST(TRANSACTION_ID AS BIGINT) AS transaction_id,
+    TRY_STRPTIME(TX_DATETIME, ['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M:%S.%f']) AS tx_datetime,
+    TRY_CAST(CUSTOMER_ID AS BIGINT) AS customer_id,
+    TRY_CAST(TERMINAL_ID AS BIGINT) AS terminal_id,
+    TRY_CAST(TX_AMOUNT AS DOUBLE) AS tx_amount,
+    TRY_CAST(TX_FRAUD AS TINYINT) AS tx_fraud
+FROM raw
+"""
+
+_REASON_SQL = """
+CREATE TEMP TABLE checked AS
+SELECT *,
+    CASE
+        WHEN transaction_id IS NULL THEN 'TRANSACTION_ID: missing or not an integer'
+        WHEN tx_datetime IS NULL THEN 'TX_DATETIME: missing or not a timestamp like 2018-04-01 00:00:31'
+        WHEN customer_id IS NULL OR customer_id < 0 THEN 'CUSTOMER_ID: missing or not a non-negative integer'
+        WHEN terminal_id IS NULL OR terminal_id < 0 THEN 'TERMINAL_ID: missing or not a non-negative integer'
+        WHEN tx_amount IS NULL OR NOT isfinite(tx_amount) OR tx_amount < 0
+            THEN 'TX_AMOUNT: missing, negative or not a number'
+        WHEN tx_fraud IS NULL OR tx_fraud NOT IN (0, 1) THEN 'TX_FRAUD: missing or not 0 or 1'
+        WHEN row_number() OVER (PARTITION BY transaction_id ORDER BY line_number) > 1
+            THEN 'TRANSACTION_ID: duplicate of an earlier line of this file'
+        ELSE NULL
+    END AS reject_reason
+FROM typed
+"""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """Counts of one CSV load and the time span of the whole datastore afterwards."""
+
+    path: str
+    rows_read: int
+    rows_loaded: int
+    rows_already_present: int
+    rows_quarantined: int
+    quarantine_path: str | None
+    first_transaction: datetime | None
+    last_transaction: datetime | None
+
+
+@contextmanager
+def connect(database: Path, *, read_only: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the datastore; writers must be alone, readers may be many."""
+    database = Path(database)
+    if read_only and not database.exists():
+        raise SourceDataError(
+            f"Source datastore {database} not found. Load transactions first: "
+            "`fraud-detection load-transactions FILE` (or `fraud-detection run`)."
+        )
+    database.parent.mkdir(parents=True, exist_ok=True)
+    connection = duckdb.connect(str(database), read_only=read_only)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def load_transactions_csv(
+    csv_path: Path,
+    database: Path,
+    quarantine_root: Path,
+    *,
+    max_rejected_ratio: float = DEFAULT_MAX_REJECTED_RATIO,
+) -> LoadResult:
+    """Load a transactions CSV (optionally gzipped) into the datastore; see the module docstring."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise SourceDataError(f"Transactions file {csv_path} not found. Pass the path of a CSV or CSV.GZ file.")
+    with connect(database, read_only=False) as connection:
+        connection.execute(TABLE_DDL)
+        _read_raw(connection, csv_path)
+        connection.execute(_TYPED_SQL)
+        connection.execute(_REASON_SQL)
+        rows_read = connection.execute("SELECT count(*) FROM checked").fetchone()[0]
+        rejected = connection.execute("SELECT count(*) FROM checked WHERE reject_reason IS NOT NULL").fetchone()[0]
+        quarantine_path = _write_quarantine(connection, csv_path, quarantine_root) if rejected else None
+        before = connection.execute("SELECT count(*) FROM transactions").fetchone()[0]
+        connection.execute(
+            """
+            INSERT INTO transactions
+            SELECT c.transaction_id, c.tx_datetime, c.customer_id, c.terminal_id, c.tx_amount,
+                   CAST(round(c.tx_amount * 100) AS BIGINT), c.tx_fraud
+            FROM checked c
+            ANTI JOIN transactions t ON t.transaction_id = c.transaction_id
+            WHERE c.reject_reason IS NULL
+            ORDER BY c.tx_datetime, c.transaction_id
+            """
+        )
+        loaded = connection.execute("SELECT count(*) FROM transactions").fetchone()[0] - before
+        first, last = connection.execute("SELECT min(tx_datetime), max(tx_datetime) FROM transactions").fetchone()
+    result = LoadResult(
+        path=str(csv_path),
+        rows_read=rows_read,
+        rows_loaded=loaded,
+        rows_already_present=rows_read - rejected - loaded,
+        rows_quarantined=rejected,
+        quarantine_path=str(quarantine_path) if quarantine_path else None,
+        first_transaction=first,
+        last_transaction=last,
+    )
+    log.info(
+        "Loaded %d transactions from %s (%d already present, %d quarantined)",
+        loaded, csv_path, result.rows_already_present, rejected,
+    )
+    if rows_read and rejected / rows_read > max_rejected_ratio:
+        raise SourceDataError(
+            f"{rejected} of {rows_read} rows of {csv_path} are malformed, more than the allowed "
+            f"{max_rejected_ratio:.1%}. The good rows were loaded; the bad ones, each with its reason, "
+            f"are in {quarantine_path}. Fix them and load the file again."
+        )
+    return result
+
+
+def _read_raw(connection: duckdb.DuckDBPyConnection, csv_path: Path) -> None:
+    escaped = str(csv_path).replace("'", "''")
+    try:
+        connection.execute(
+            f"CREATE TEMP TABLE raw AS SELECT * FROM read_csv('{escaped}', header = true, "
+            "all_varchar = true, auto_detect = true, null_padding = true)"
+        )
+    except duckdb.Error as error:
+        raise SourceDataError(f"Could not read {csv_path} as CSV: {error}") from error
+    columns = [row[0] for row in connection.execute("DESCRIBE raw").fetchall()]
+    missing = [c for c in SOURCE_COLUMNS if c not in columns]
+    if missing:
+        raise SourceDataError(
+            f"{csv_path} lacks the columns {missing}. A transactions file needs the header "
+            f"{','.join(SOURCE_COLUMNS)} (extra columns are ignored)."
+        )
+    extra = [c for c in columns if c not in SOURCE_COLUMNS]
+    if extra:
+        log.info("Ignoring columns %s of %s", extra, csv_path)
+        connection.execute(f"ALTER TABLE raw RENAME TO raw_all")
+        connection.execute(f"CREATE TEMP TABLE raw AS SELECT {', '.join(SOURCE_COLUMNS)} FROM raw_all")
+
+
+def _write_quarantine(connection: duckdb.DuckDBPyConnection, csv_path: Path, quarantine_root: Path) -> Path:
+    folder = Path(quarantine_root) / "source"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = csv_path.name.removesuffix(".gz").removesuffix(".csv")
+    target = folder / f"{name}-{datetime.now():%Y%m%dT%H%M%S}.csv"
+    escaped = str(target).replace("'", "''")
+    columns = ", ".join(["line_number", *SOURCE_COLUMNS, "reject_reason"])
+    connection.execute(
+        f"COPY (SELECT {columns} FROM checked WHERE reject_reason IS NOT NULL ORDER BY line_number) "
+        f"TO '{escaped}' (HEADER, DELIMITER ',')"
+    )
+    log.warning("Quarantined malformed rows of %s to %s", csv_path, target)
+    return target
+
+
+def transaction_time_range(database: Path) -> tuple[datetime, datetime]:
+    """Return the first and last transaction times in the datastore."""
+    with connect(database) as connection:
+        first, last = connection.execute("SELECT min(tx_datetime), max(tx_datetime) FROM transactions").fetchone()
+    if first is None:
+        raise SourceDataError(f"Source datastore {database} holds no transactions. Load a file first.")
+    return first, last
+
+
+def week_boundaries(first: datetime, last: datetime) -> list[datetime]:
+    """Return the Monday 00:00 week ends whose week holds at least one of the given times."""
+    start = datetime(first.year, first.month, first.day) - timedelta(days=first.weekday())
+    boundaries = []
+    boundary = start + timedelta(days=7)
+    while boundary - timedelta(days=7) <= last:
+        boundaries.append(boundary)
+        boundary += timedelta(days=7)
+    return boundaries

@@ -1,0 +1,59 @@
+"""Request-time features and the model's feature matrix, shared by every path.
+
+Training, batch transform and the endpoint all call :func:`add_request_features` and
+:func:`feature_matrix` on a frame holding the transaction, its batch features and its
+streaming features. Missing values (a new card or terminal, an empty window) stay NaN on
+every path, and XGBoost handles them natively, so no path fills values the others do not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from fraud_detection.features.catalog import REQUEST_FEATURES, model_feature_names
+
+NIGHT_END_HOUR = 6
+
+
+def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
+    denominator = denominator.astype("float64")
+    return numerator.astype("float64") / denominator.where(denominator > 0)
+
+
+def add_request_features(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add the request-time features to a frame with ``tx_amount`` and ``tx_datetime`` (UTC)."""
+    times = pd.to_datetime(frame["tx_datetime"])
+    amount = frame["tx_amount"].astype("float64")
+    hour = times.dt.hour
+    day_of_week = times.dt.dayofweek
+    recent_mean = _ratio(frame["card_amount_sum_1d"], frame["card_tx_count_1d"])
+    features = pd.DataFrame(
+        {
+            "tx_amount": amount,
+            "tx_hour": hour.astype("float64"),
+            "tx_day_of_week": day_of_week.astype("float64"),
+            "tx_is_weekend": (day_of_week >= 5).astype("float64"),
+            "tx_is_night": (hour < NIGHT_END_HOUR).astype("float64"),
+            "tx_amount_to_card_mean_7d": _ratio(amount, frame["card_amount_mean_7d"]),
+            "tx_amount_to_card_mean_30d": _ratio(amount, frame["card_amount_mean_30d"]),
+            "tx_amount_to_card_max_90d": _ratio(amount, frame["card_amount_max_90d"]),
+            "tx_amount_to_recent_mean_1d": _ratio(amount, recent_mean),
+        },
+        index=frame.index,
+    )
+    result = frame.drop(columns=[c for c in REQUEST_FEATURES if c in frame.columns and c != "tx_amount"])
+    result = result.drop(columns=["tx_amount"])
+    return pd.concat([result, features], axis=1)
+
+
+def feature_matrix(frame: pd.DataFrame) -> np.ndarray:
+    """Return the model's input matrix (float64, NaN for missing) in the declared column order."""
+    names = model_feature_names()
+    missing = [name for name in names if name not in frame.columns]
+    if missing:
+        raise KeyError(f"The frame lacks model features {missing}; build it with the feature pipeline.")
+    matrix = np.empty((len(frame), len(names)), dtype="float64")
+    for index, name in enumerate(names):
+        matrix[:, index] = frame[name].to_numpy(dtype="float64", na_value=np.nan)
+    return matrix
