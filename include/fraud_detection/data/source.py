@@ -42,12 +42,12 @@ CREATE TEMP TABLE typed AS
 SELECT
     row_number() OVER () + 1 AS line_number,
     raw.*,
-    TRY_CAST(TRANSACTION_ID AS BIGINT) AS transaction_id,
-    TRY_STRPTIME(TX_DATETIME, ['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M:%S.%f']) AS tx_datetime,
-    TRY_CAST(CUSTOMER_ID AS BIGINT) AS customer_id,
-    TRY_CAST(TERMINAL_ID AS BIGINT) AS terminal_id,
-    TRY_CAST(TX_AMOUNT AS DOUBLE) AS tx_amount,
-    TRY_CAST(TX_FRAUD AS TINYINT) AS tx_fraud
+    TRY_CAST(TRANSACTION_ID AS BIGINT) AS parsed_transaction_id,
+    TRY_STRPTIME(TX_DATETIME, ['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M:%S.%f']) AS parsed_tx_datetime,
+    TRY_CAST(CUSTOMER_ID AS BIGINT) AS parsed_customer_id,
+    TRY_CAST(TERMINAL_ID AS BIGINT) AS parsed_terminal_id,
+    TRY_CAST(TX_AMOUNT AS DOUBLE) AS parsed_tx_amount,
+    TRY_CAST(TX_FRAUD AS TINYINT) AS parsed_tx_fraud
 FROM raw
 """
 
@@ -55,14 +55,14 @@ _REASON_SQL = """
 CREATE TEMP TABLE checked AS
 SELECT *,
     CASE
-        WHEN transaction_id IS NULL THEN 'TRANSACTION_ID: missing or not an integer'
-        WHEN tx_datetime IS NULL THEN 'TX_DATETIME: missing or not a timestamp like 2018-04-01 00:00:31'
-        WHEN customer_id IS NULL OR customer_id < 0 THEN 'CUSTOMER_ID: missing or not a non-negative integer'
-        WHEN terminal_id IS NULL OR terminal_id < 0 THEN 'TERMINAL_ID: missing or not a non-negative integer'
-        WHEN tx_amount IS NULL OR NOT isfinite(tx_amount) OR tx_amount < 0
+        WHEN parsed_transaction_id IS NULL THEN 'TRANSACTION_ID: missing or not an integer'
+        WHEN parsed_tx_datetime IS NULL THEN 'TX_DATETIME: missing or not a timestamp like 2018-04-01 00:00:31'
+        WHEN parsed_customer_id IS NULL OR parsed_customer_id < 0 THEN 'CUSTOMER_ID: missing or not a non-negative integer'
+        WHEN parsed_terminal_id IS NULL OR parsed_terminal_id < 0 THEN 'TERMINAL_ID: missing or not a non-negative integer'
+        WHEN parsed_tx_amount IS NULL OR NOT isfinite(parsed_tx_amount) OR parsed_tx_amount < 0
             THEN 'TX_AMOUNT: missing, negative or not a number'
-        WHEN tx_fraud IS NULL OR tx_fraud NOT IN (0, 1) THEN 'TX_FRAUD: missing or not 0 or 1'
-        WHEN row_number() OVER (PARTITION BY transaction_id ORDER BY line_number) > 1
+        WHEN parsed_tx_fraud IS NULL OR parsed_tx_fraud NOT IN (0, 1) THEN 'TX_FRAUD: missing or not 0 or 1'
+        WHEN row_number() OVER (PARTITION BY parsed_transaction_id ORDER BY line_number) > 1
             THEN 'TRANSACTION_ID: duplicate of an earlier line of this file'
         ELSE NULL
     END AS reject_reason
@@ -124,12 +124,12 @@ def load_transactions_csv(
         connection.execute(
             """
             INSERT INTO transactions
-            SELECT c.transaction_id, c.tx_datetime, c.customer_id, c.terminal_id, c.tx_amount,
-                   CAST(round(c.tx_amount * 100) AS BIGINT), c.tx_fraud
+            SELECT c.parsed_transaction_id, c.parsed_tx_datetime, c.parsed_customer_id, c.parsed_terminal_id,
+                   c.parsed_tx_amount, CAST(round(c.parsed_tx_amount * 100) AS BIGINT), c.parsed_tx_fraud
             FROM checked c
-            ANTI JOIN transactions t ON t.transaction_id = c.transaction_id
+            ANTI JOIN transactions t ON t.transaction_id = c.parsed_transaction_id
             WHERE c.reject_reason IS NULL
-            ORDER BY c.tx_datetime, c.transaction_id
+            ORDER BY c.parsed_tx_datetime, c.parsed_transaction_id
             """
         )
         loaded = connection.execute("SELECT count(*) FROM transactions").fetchone()[0] - before
