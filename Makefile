@@ -1,0 +1,42 @@
+# Set-up and run targets. `make run` and `make test` install what they need first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+HOME_DIR ?= $(CURDIR)/var
+DATA ?=
+
+.PHONY: run test install airflow-ui stop-endpoint clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## Install, then run the main job on the local backend (DATA=path/to/transactions.csv.gz to use a file).
+run: install
+	$(BIN)/fraud-detection --home $(HOME_DIR) run $(DATA)
+
+## Install, then run the test suite.
+test: install
+	$(BIN)/python -m pytest
+
+## Start Airflow (API server, scheduler, UI) on http://127.0.0.1:8080 over the main job's metadata database.
+airflow-ui: install
+	FRAUD_DETECTION_HOME=$(HOME_DIR) AIRFLOW_HOME=$(HOME_DIR)/airflow \
+	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4 \
+	AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8080 AIRFLOW__API__BASE_URL=http://127.0.0.1:8080 \
+	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:8080/execution/ \
+	$(BIN)/airflow standalone
+
+stop-endpoint: install
+	$(BIN)/fraud-detection --home $(HOME_DIR) stop-endpoint
+
+clean:
+	rm -rf $(VENV) var
