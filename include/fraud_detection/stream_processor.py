@@ -87,10 +87,11 @@ class StreamProcessor:
         return LONGEST_WINDOW_MS + 2 * self.lateness_ms
 
     def seed(self, history: Iterable[Transaction]) -> None:
-        """Load earlier transactions into the state without writing records."""
+        """Load earlier transactions into the state and write the seeded cards' records."""
         for transaction in history:
             self._apply(transaction)
-        self._prune(self.cards.keys())
+        if self.cards:
+            self._flush(set(self.cards))
         log.info("Seeded the state of %d cards from history", len(self.cards))
 
     def process(self, transactions: Iterable[Transaction]) -> StreamStats:

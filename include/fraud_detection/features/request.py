@@ -26,7 +26,7 @@ def add_request_features(frame: pd.DataFrame) -> pd.DataFrame:
     times = pd.to_datetime(frame["tx_datetime"])
     amount = frame["tx_amount"].astype("float64")
     hour = times.dt.hour
-    day_of_week = times.dt.dayofweek
+    day_of_week = times.dt.day_of_week
     recent_mean = _ratio(frame["card_amount_sum_1d"], frame["card_tx_count_1d"])
     features = pd.DataFrame(
         {

@@ -37,7 +37,7 @@ def split_valid_rows(spec: FeatureGroupSpec, frame: pd.DataFrame) -> tuple[pd.Da
     converted = {}
     for feature in spec.features:
         if feature.name not in frame.columns:
-            converted[feature.name] = pd.Series(pd.NA, index=frame.index, dtype=PANDAS_TYPES[feature.type])
+            converted[feature.name] = pd.Series(None, index=frame.index, dtype=PANDAS_TYPES[feature.type])
             continue
         values, bad = _convert(frame[feature.name], feature.type)
         converted[feature.name] = values
