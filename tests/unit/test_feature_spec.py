@@ -50,7 +50,7 @@ def create_feature_group_shape():
 
 
 def create_request(spec: FeatureGroupSpec) -> dict:
-    """Build a CreateFeatureGroup request; the offline store and role values are dummies."""
+    """Build a CreateFeatureGroup request with dummy offline store and role values."""
     return {
         "FeatureGroupName": spec.name,
         "RecordIdentifierFeatureName": spec.record_identifier,
@@ -169,11 +169,6 @@ def test_every_error_reported_together():
     assert "'write_time' is reserved" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="validate_spec checks only the pattern, which allows more than 64 characters "
-    "when '_' or '-' separate them; SageMaker's maximum length is 64.",
-)
 def test_group_name_over_64_rejected():
     long_name = "a" + "_b" * 40
 

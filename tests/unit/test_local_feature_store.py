@@ -37,7 +37,7 @@ TOY = FeatureGroupSpec(
     ttl=timedelta(minutes=1),
 )
 
-# 2024-03-05 07:30 UTC and later times in other hours.
+# Epoch seconds of 2024-03-05 07:30 UTC. Tests add whole hours to reach other partitions.
 T0 = datetime(2024, 3, 5, 7, 30, tzinfo=timezone.utc).timestamp()
 HOUR = 3600.0
 TTL_SECONDS = 60.0

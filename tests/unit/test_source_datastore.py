@@ -212,11 +212,6 @@ def test_ratio_at_limit_passes(tmp_path):
     assert result.rows_quarantined == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DuckDB's TRY_CAST of '13.6' to BIGINT rounds to 14 instead of failing, "
-    "so fractional ids and labels load as rounded integers.",
-)
 @pytest.mark.parametrize(
     "row",
     ["13.6,2018-04-02 06:00:00,3,12,5.00,0,0", "17,2018-04-02 06:00:00,3.7,12,5.00,0,0", "18,2018-04-02 06:00:00,3,12,5.00,0.6,0"],

@@ -36,37 +36,53 @@ CREATE TABLE IF NOT EXISTS transactions (
 )
 """
 
-# One reason per malformed row; the first rule a row breaks is reported.
-_TYPED_SQL = """
+def _whole_number(column: str) -> str:
+    # TRY_CAST('13.6' AS BIGINT) rounds to 14, so only plain digits are cast.
+    return f"CASE WHEN regexp_full_match(trim({column}), '[+-]?[0-9]+') THEN TRY_CAST(trim({column}) AS BIGINT) END"
+
+
+_TIMESTAMP_FORMATS = "['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M:%S.%f']"
+
+_TYPED_SQL = f"""
 CREATE TEMP TABLE typed AS
 SELECT
+    -- NOTE: DuckDB keeps the file's row order by default (preserve_insertion_order), which
+    -- line numbers rely on; the + 1 accounts for the header line.
     row_number() OVER () + 1 AS line_number,
     raw.*,
-    TRY_CAST(TRANSACTION_ID AS BIGINT) AS parsed_transaction_id,
-    TRY_STRPTIME(TX_DATETIME, ['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M:%S.%f']) AS parsed_tx_datetime,
-    TRY_CAST(CUSTOMER_ID AS BIGINT) AS parsed_customer_id,
-    TRY_CAST(TERMINAL_ID AS BIGINT) AS parsed_terminal_id,
+    {_whole_number("TRANSACTION_ID")} AS parsed_transaction_id,
+    TRY_STRPTIME(TX_DATETIME, {_TIMESTAMP_FORMATS}) AS parsed_tx_datetime,
+    {_whole_number("CUSTOMER_ID")} AS parsed_customer_id,
+    {_whole_number("TERMINAL_ID")} AS parsed_terminal_id,
     TRY_CAST(TX_AMOUNT AS DOUBLE) AS parsed_tx_amount,
-    TRY_CAST(TX_FRAUD AS TINYINT) AS parsed_tx_fraud
+    {_whole_number("TX_FRAUD")} AS parsed_tx_fraud
 FROM raw
 """
 
+# One reason per malformed row; the first rule a row breaks is reported.
 _REASON_SQL = """
 CREATE TEMP TABLE checked AS
+WITH reasons AS (
+    SELECT *,
+        CASE
+            WHEN parsed_transaction_id IS NULL THEN 'TRANSACTION_ID: missing or not an integer'
+            WHEN parsed_tx_datetime IS NULL THEN 'TX_DATETIME: missing or not a timestamp like 2018-04-01 00:00:31'
+            WHEN parsed_customer_id IS NULL OR parsed_customer_id < 0 THEN 'CUSTOMER_ID: missing or not a non-negative integer'
+            WHEN parsed_terminal_id IS NULL OR parsed_terminal_id < 0 THEN 'TERMINAL_ID: missing or not a non-negative integer'
+            WHEN parsed_tx_amount IS NULL OR NOT isfinite(parsed_tx_amount) OR parsed_tx_amount < 0
+                THEN 'TX_AMOUNT: missing, negative or not a number'
+            WHEN parsed_tx_fraud IS NULL OR parsed_tx_fraud NOT IN (0, 1) THEN 'TX_FRAUD: missing or not 0 or 1'
+        END AS row_reason
+    FROM typed
+)
 SELECT *,
     CASE
-        WHEN parsed_transaction_id IS NULL THEN 'TRANSACTION_ID: missing or not an integer'
-        WHEN parsed_tx_datetime IS NULL THEN 'TX_DATETIME: missing or not a timestamp like 2018-04-01 00:00:31'
-        WHEN parsed_customer_id IS NULL OR parsed_customer_id < 0 THEN 'CUSTOMER_ID: missing or not a non-negative integer'
-        WHEN parsed_terminal_id IS NULL OR parsed_terminal_id < 0 THEN 'TERMINAL_ID: missing or not a non-negative integer'
-        WHEN parsed_tx_amount IS NULL OR NOT isfinite(parsed_tx_amount) OR parsed_tx_amount < 0
-            THEN 'TX_AMOUNT: missing, negative or not a number'
-        WHEN parsed_tx_fraud IS NULL OR parsed_tx_fraud NOT IN (0, 1) THEN 'TX_FRAUD: missing or not 0 or 1'
-        WHEN row_number() OVER (PARTITION BY parsed_transaction_id ORDER BY line_number) > 1
+        WHEN row_reason IS NOT NULL THEN row_reason
+        -- Only valid rows count as the first occurrence of an id.
+        WHEN row_number() OVER (PARTITION BY parsed_transaction_id, row_reason IS NULL ORDER BY line_number) > 1
             THEN 'TRANSACTION_ID: duplicate of an earlier line of this file'
-        ELSE NULL
     END AS reject_reason
-FROM typed
+FROM reasons
 """
 
 
@@ -184,7 +200,7 @@ def _write_quarantine(connection: duckdb.DuckDBPyConnection, csv_path: Path, qua
     folder = Path(quarantine_root) / "source"
     folder.mkdir(parents=True, exist_ok=True)
     name = csv_path.name.removesuffix(".gz").removesuffix(".csv")
-    target = folder / f"{name}-{datetime.now():%Y%m%dT%H%M%S}.csv"
+    target = folder / f"{name}-{datetime.now():%Y%m%dT%H%M%S%f}.csv"
     escaped = str(target).replace("'", "''")
     columns = ", ".join(["line_number", *SOURCE_COLUMNS, "reject_reason"])
     connection.execute(

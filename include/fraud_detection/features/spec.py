@@ -18,6 +18,7 @@ FEATURE_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}$")
 # Names SageMaker adds to every offline store table; a feature may not use them.
 RESERVED_FEATURE_NAMES = frozenset({"is_deleted", "write_time", "api_invocation_time"})
 MAX_FEATURES = 2500
+MAX_NAME_LENGTH = 64
 
 
 class FeatureType(str, Enum):
@@ -104,7 +105,7 @@ def _ttl_duration(ttl: timedelta) -> dict:
 def validate_spec(spec: FeatureGroupSpec) -> list[str]:
     """Return every rule the spec breaks, each naming the bad value and the rule."""
     errors = []
-    if not FEATURE_GROUP_NAME_PATTERN.match(spec.name):
+    if len(spec.name) > MAX_NAME_LENGTH or not FEATURE_GROUP_NAME_PATTERN.fullmatch(spec.name):
         errors.append(
             f"name {spec.name!r} must be 1-64 letters or digits, with '-' or '_' only between them"
         )
@@ -114,7 +115,7 @@ def validate_spec(spec: FeatureGroupSpec) -> list[str]:
     seen: set[str] = set()
     for feature in spec.features:
         lowered = feature.name.lower()
-        if not FEATURE_NAME_PATTERN.match(feature.name):
+        if len(feature.name) > MAX_NAME_LENGTH or not FEATURE_NAME_PATTERN.fullmatch(feature.name):
             errors.append(
                 f"feature name {feature.name!r} must be 1-64 letters or digits, "
                 "with '-' or '_' only between them"
@@ -138,4 +139,30 @@ def validate_spec(spec: FeatureGroupSpec) -> list[str]:
         errors.append("enable the online store, the offline store or both")
     if spec.ttl is not None and spec.ttl.total_seconds() < 60:
         errors.append(f"TTL {spec.ttl} is shorter than SageMaker's minimum of one minute")
+    elif spec.ttl is not None and spec.ttl.total_seconds() % 1:
+        errors.append(f"TTL {spec.ttl} must be a whole number of seconds, as SageMaker's TtlDuration is")
     return errors
+
+
+_TTL_UNIT_SECONDS = {"Seconds": 1, "Minutes": 60, "Hours": 3600, "Days": 86400, "Weeks": 604800}
+
+
+def spec_from_description(description: dict) -> FeatureGroupSpec:
+    """Rebuild a spec from a DescribeFeatureGroup response (SageMaker's or the local one's)."""
+    online_config = description.get("OnlineStoreConfig") or {}
+    ttl_duration = online_config.get("TtlDuration")
+    ttl = None
+    if ttl_duration:
+        ttl = timedelta(seconds=ttl_duration["Value"] * _TTL_UNIT_SECONDS[ttl_duration["Unit"]])
+    return FeatureGroupSpec(
+        name=description["FeatureGroupName"],
+        description=description.get("Description", ""),
+        record_identifier=description["RecordIdentifierFeatureName"],
+        event_time_feature=description["EventTimeFeatureName"],
+        features=tuple(
+            Feature(d["FeatureName"], FeatureType(d["FeatureType"]), "") for d in description["FeatureDefinitions"]
+        ),
+        online=bool(online_config.get("EnableOnlineStore", False)),
+        offline=description.get("OfflineStoreConfig") is not None,
+        ttl=ttl,
+    )

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from fraud_detection.errors import FeatureGroupDefinitionMismatchError, FeatureGroupNotFoundError
-from fraud_detection.features.spec import FeatureGroupSpec
+from fraud_detection.features.spec import FeatureGroupSpec, spec_from_description
 from fraud_detection.stores.base import TARGET_STORES, FeatureStore, IngestResult
 from fraud_detection.stores.local_offline import LocalOfflineStore, utc_now
 from fraud_detection.stores.local_online import LocalOnlineStore
@@ -92,6 +92,7 @@ class LocalFeatureStore(FeatureStore):
         self.online.drop_table(name)
         self._registry_path(name).unlink()
         self._descriptions.pop(name, None)
+        self._specs.pop(name, None)
         log.info("Deleted feature group %s; its offline store files are kept", name)
 
     # Records
@@ -130,6 +131,8 @@ class LocalFeatureStore(FeatureStore):
         self, requests: dict[str, list[Any]], *, as_of: float | None = None
     ) -> dict[str, dict[Any, dict[str, Any]]]:
         as_of = time.time() if as_of is None else as_of
+        for name in requests:
+            self.describe_feature_group(name)
         return {name: self.online.get(self._spec(name), ids, as_of) for name, ids in requests.items()}
 
     def delete_record(self, name: str, record_identifier: Any, event_time: float) -> None:
@@ -159,8 +162,10 @@ class LocalFeatureStore(FeatureStore):
 
     def offline_table_sql(self, name: str) -> str:
         spec = self._spec(name)
-        location = self.describe_feature_group(name)["OfflineStoreConfig"]["ResolvedOutputLocation"]
-        return self.offline.table_sql(spec, location)
+        offline_config = self.describe_feature_group(name)["OfflineStoreConfig"]
+        if offline_config is None:
+            raise ValueError(f"Feature group {name!r} has no offline store; it was created online only.")
+        return self.offline.table_sql(spec, offline_config["ResolvedOutputLocation"])
 
     def count_online_records(self, name: str) -> int:
         return self.online.count(name)
@@ -173,10 +178,7 @@ class LocalFeatureStore(FeatureStore):
     def _spec(self, name: str) -> FeatureGroupSpec:
         spec = self._specs.get(name)
         if spec is None:
-            from fraud_detection.features.catalog import feature_group
-
-            self.describe_feature_group(name)
-            spec = feature_group(name)
+            spec = spec_from_description(self.describe_feature_group(name))
             self._specs[name] = spec
         return spec
 

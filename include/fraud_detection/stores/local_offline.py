@@ -36,7 +36,12 @@ class LocalOfflineStore:
         return Path(resolved_location) / "data"
 
     def new_location(self, spec: FeatureGroupSpec, created: datetime) -> str:
-        return str(self.root / f"{spec.name}-{int(created.timestamp())}")
+        """Return an unused folder named, as in SageMaker, by the group and its creation time."""
+        stamp = int(created.timestamp())
+        # A group deleted and created again within a second must not inherit the old files.
+        while (self.root / f"{spec.name}-{stamp}").exists():
+            stamp += 1
+        return str(self.root / f"{spec.name}-{stamp}")
 
     def write(
         self,

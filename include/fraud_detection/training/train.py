@@ -63,12 +63,14 @@ def plan_windows(
     training_days: int | None = None,
 ) -> TrainingWindows:
     """Place the training and evaluation windows before ``as_of``; raise if they do not fit."""
+    if training_days is not None and training_days < 1:
+        raise ValueError(f"Invalid training_days {training_days}: use 1 or more days, or None for all data.")
     delay = timedelta(days=label_delay_days)
     test_end = as_of - delay
     test_start = test_end - timedelta(days=test_days)
     train_end = test_start - delay
     train_start = data_start + timedelta(days=burn_in_days)
-    if training_days:
+    if training_days is not None:
         train_start = max(train_start, train_end - timedelta(days=training_days))
     if train_end <= train_start:
         raise ValueError(
