@@ -270,3 +270,12 @@ def test_model_features_exclude_keys():
     keys = {name for group in FEATURE_GROUPS for name in (group.record_identifier, group.event_time_feature)}
 
     assert keys.isdisjoint(model_feature_names())
+
+
+def test_feature_docs_are_current():
+    from pathlib import Path
+
+    from fraud_detection.features.docs import render
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "features.md"
+    assert page.read_text() == render(), "Regenerate: python -m fraud_detection.features.docs > docs/features.md"

@@ -7,6 +7,9 @@ Each transaction in ``[start, end)`` gets exactly one row:
   run out by the transaction time, the same rule the online store applies;
 - streaming features by the serving definition (:mod:`fraud_detection.features.streaming`);
 - request-time features from :func:`fraud_detection.features.request.add_request_features`.
+
+``card_features_event_time`` and ``terminal_features_event_time`` record which batch record
+each row used, so a row can be audited for leakage; they are not model features.
 """
 
 from __future__ import annotations
@@ -71,19 +74,20 @@ def build_feature_frame(source_database: Path, store: FeatureStore, start: datet
             """
         ).df()
     as_of = frame["ts_ms"].to_numpy(dtype="float64") / 1000.0
-    _expire(frame, CARD_WEEKLY, frame.pop("card_features_event_time"), as_of)
-    _expire(frame, TERMINAL_WEEKLY, frame.pop("terminal_features_event_time"), as_of)
+    _expire(frame, CARD_WEEKLY, "card_features_event_time", as_of)
+    _expire(frame, TERMINAL_WEEKLY, "terminal_features_event_time", as_of)
     frame = frame.drop(columns=["ts_ms"])
     log.info("Built point-in-time features for %d transactions in [%s, %s)", len(frame), start, end)
     return add_request_features(frame)
 
 
-def _expire(frame: pd.DataFrame, spec: FeatureGroupSpec, event_time: pd.Series, as_of: np.ndarray) -> None:
-    """Blank the group's features where the joined record is absent or past its TTL."""
-    event_seconds = event_time.to_numpy(dtype="float64", na_value=np.nan)
+def _expire(frame: pd.DataFrame, spec: FeatureGroupSpec, event_time_column: str, as_of: np.ndarray) -> None:
+    """Blank the group's features, and its event time column, where the record is absent or past its TTL."""
+    event_seconds = frame[event_time_column].to_numpy(dtype="float64", na_value=np.nan)
     unavailable = np.isnan(event_seconds)
     if spec.ttl is not None:
         unavailable |= as_of >= event_seconds + spec.ttl.total_seconds()
+    frame[event_time_column] = frame[event_time_column].astype("float64").mask(unavailable)
     for feature in spec.value_features:
         column = frame[feature.name].astype("float64")
         frame[feature.name] = column.mask(unavailable)

@@ -1,0 +1,180 @@
+"""Window features against brute-force implementations, on random data (hypothesis)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+import duckdb
+import numpy as np
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fraud_detection.data.source import TABLE_DDL
+from fraud_detection.features import batch
+from fraud_detection.features.catalog import CARD_WINDOWS_DAYS, LABELLED_WINDOWS_DAYS, TERMINAL_WINDOWS_DAYS
+from fraud_detection.features.streaming import WINDOW_MS, CardActivity, streaming_features, streaming_features_sql
+
+DAY_MS = 86_400_000
+
+# Events of a few cards over three days: (card, epoch ms, transaction id, cents).
+events_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 2),
+        st.integers(0, 3 * DAY_MS).map(lambda ms: ms - ms % 1000 if ms % 7 else ms),
+        st.integers(0, 10_000),
+        st.integers(0, 50_000),
+    ),
+    max_size=60,
+    unique_by=lambda event: event[2],
+)
+
+
+def brute_force_streaming(events: list[tuple], card: int, t_ms: int) -> dict[str, float]:
+    own = [(time, cents) for c, time, _, cents in events if c == card and time < t_ms]
+    values = {}
+    for label, window_ms in WINDOW_MS.items():
+        inside = [cents for time, cents in own if time >= t_ms - window_ms]
+        values[f"card_tx_count_{label}"] = float(len(inside))
+        values[f"card_amount_sum_{label}"] = sum(inside) / 100.0
+    latest = max((time for time, _ in own), default=None)
+    values["card_seconds_since_last_tx"] = (t_ms - latest) / 1000.0 if latest is not None else math.nan
+    return values
+
+
+def same(left: dict, right: dict) -> bool:
+    return left.keys() == right.keys() and all(
+        left[k] == right[k] or (math.isnan(left[k]) and math.isnan(right[k])) for k in left
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=events_strategy, query_ms=st.integers(-DAY_MS, 4 * DAY_MS), card=st.integers(0, 2))
+def test_state_features_match_brute_force(events, query_ms, card):
+    activity = CardActivity()
+    for c, time, transaction_id, cents in events:
+        if c == card:
+            activity.add((time, transaction_id, cents))
+
+    assert same(streaming_features(activity, query_ms), brute_force_streaming(events, card, query_ms))
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=events_strategy, lag_ms=st.integers(0, 2 * DAY_MS), card=st.integers(0, 2), offset_ms=st.integers(0, DAY_MS))
+def test_pruned_state_keeps_needed_events(events, lag_ms, card, offset_ms):
+    own = sorted((time, transaction_id, cents) for c, time, transaction_id, cents in events if c == card)
+    full, pruned = CardActivity(), CardActivity()
+    for event in own:
+        full.add(event)
+        pruned.add(event)
+    cutoff = (own[-1][0] if own else 0) - lag_ms
+    pruned.prune(cutoff)
+    # Any request at or after cutoff + longest window sees the same features.
+    query_ms = cutoff + max(WINDOW_MS.values()) + offset_ms
+
+    assert same(streaming_features(pruned, query_ms), streaming_features(full, query_ms))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=events_strategy)
+def test_sql_features_match_brute_force(events):
+    frame = pd.DataFrame(events, columns=["customer_id", "ts_ms", "transaction_id", "tx_amount_cents"])
+    with duckdb.connect() as connection:
+        connection.register("events_frame", frame)
+        connection.execute("CREATE TABLE history AS SELECT * FROM events_frame")
+        rows = connection.sql(streaming_features_sql("history")).df()
+
+    for row in rows.to_dict("records"):
+        expected = brute_force_streaming(events, row["customer_id"], row["ts_ms"])
+        actual = {key: float(row[key]) if row[key] is not None else math.nan for key in expected}
+        assert same(actual, expected), row["transaction_id"]
+
+
+# Batch aggregates
+
+transactions_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 3),  # card
+        st.integers(0, 3),  # terminal
+        st.integers(0, 110 * 86_400 - 1),  # seconds after the history start
+        st.integers(1, 90_000),  # cents
+        st.integers(0, 1),  # label
+    ),
+    max_size=80,
+)
+HISTORY_START = datetime(2018, 1, 1)
+WEEK_END = datetime(2018, 4, 16)
+
+
+def _source(transactions) -> duckdb.DuckDBPyConnection:
+    connection = duckdb.connect()
+    connection.execute(TABLE_DDL)
+    for index, (card, terminal, seconds, cents, label) in enumerate(transactions):
+        connection.execute(
+            "INSERT INTO transactions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [index, HISTORY_START + timedelta(seconds=seconds), card, terminal, cents / 100, cents, label],
+        )
+    return connection
+
+
+def _frame(transactions) -> pd.DataFrame:
+    frame = pd.DataFrame(transactions, columns=["card", "terminal", "seconds", "cents", "label"])
+    frame["time"] = [HISTORY_START + timedelta(seconds=int(s)) for s in frame["seconds"]]
+    return frame
+
+
+def _window(frame, days, delay=0):
+    end = WEEK_END - timedelta(days=delay)
+    return frame[(frame["time"] >= end - timedelta(days=days)) & (frame["time"] < end)]
+
+
+def _close(actual, expected) -> bool:
+    if expected is None or (isinstance(expected, float) and math.isnan(expected)):
+        return actual is None or pd.isna(actual)
+    return math.isclose(float(actual), float(expected), rel_tol=1e-12, abs_tol=1e-9)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(transactions=transactions_strategy, delay=st.integers(0, 10))
+def test_card_aggregates_match_brute_force(transactions, delay):
+    frame = _frame(transactions)
+    with _source(transactions) as connection:
+        records = batch.card_aggregates(connection, WEEK_END, delay).set_index("card_id")
+
+    active = set(_window(frame, 97)["card"])
+    assert set(records.index) == active
+    for card in active:
+        own = frame[frame["card"] == card]
+        record = records.loc[card]
+        for days in CARD_WINDOWS_DAYS:
+            cents = _window(own, days)["cents"]
+            assert record[f"card_tx_count_{days}d"] == len(cents)
+            assert _close(record[f"card_amount_sum_{days}d"], cents.sum() / 100)
+            assert _close(record[f"card_amount_mean_{days}d"], cents.mean() / 100 if len(cents) else None)
+            assert _close(record[f"card_amount_max_{days}d"], cents.max() / 100 if len(cents) else None)
+        cents_30 = _window(own, 30)["cents"] / 100
+        assert _close(record["card_amount_std_30d"], cents_30.std(ddof=1) if len(cents_30) >= 2 else None)
+        assert record["card_terminal_count_30d"] == _window(own, 30)["terminal"].nunique()
+        assert record["card_fraud_count_30d"] == _window(own, 30, delay)["label"].sum()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(transactions=transactions_strategy, delay=st.integers(0, 10))
+def test_terminal_aggregates_honour_label_delay(transactions, delay):
+    frame = _frame(transactions)
+    with _source(transactions) as connection:
+        records = batch.terminal_aggregates(connection, WEEK_END, delay).set_index("terminal_id")
+
+    for terminal in set(_window(frame, 97)["terminal"]):
+        own = frame[frame["terminal"] == terminal]
+        record = records.loc[terminal]
+        for days in TERMINAL_WINDOWS_DAYS:
+            assert record[f"terminal_tx_count_{days}d"] == len(_window(own, days))
+        for days in LABELLED_WINDOWS_DAYS:
+            # Only transactions at least `delay` days before the week end have known labels.
+            labelled = _window(own, days, delay)
+            assert record[f"terminal_labelled_tx_count_{days}d"] == len(labelled)
+            assert record[f"terminal_fraud_count_{days}d"] == labelled["label"].sum()
+            expected_rate = labelled["label"].mean() if len(labelled) else None
+            assert _close(record[f"terminal_fraud_rate_{days}d"], expected_rate)
