@@ -26,14 +26,31 @@ run: install
 test: install
 	$(BIN)/python -m pytest
 
-## Start Airflow (API server, scheduler, UI) on http://127.0.0.1:8080 over the main job's metadata database.
+## Start Airflow (API server and UI, scheduler, DAG processor, triggerer) on http://127.0.0.1:8080 over the main job's metadata database. Ctrl-C stops it.
+# The four components start one by one rather than through `airflow standalone`, for two reasons.
+# Standalone (Airflow 3.3.2) starts its components as `airflow` from PATH, so it fails with
+# "No such file or directory: 'airflow'" unless the virtualenv is activated. It also gives the
+# scheduler and the triggerer log servers on ports 8793 and 8794 that listen on every interface.
+# --skip-serve-logs turns those servers off, and the API server reads task logs from the files
+# in $(HOME_DIR)/airflow/logs.
 airflow-ui: install
-	FRAUD_DETECTION_HOME=$(HOME_DIR) AIRFLOW_HOME=$(HOME_DIR)/airflow \
-	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
-	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4 \
-	AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8080 AIRFLOW__API__BASE_URL=http://127.0.0.1:8080 \
-	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:8080/execution/ \
-	$(BIN)/airflow standalone
+	@export FRAUD_DETECTION_HOME=$(HOME_DIR) AIRFLOW_HOME=$(HOME_DIR)/airflow \
+	  AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
+	  AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4 \
+	  AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8080 AIRFLOW__API__BASE_URL=http://127.0.0.1:8080 \
+	  AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:8080/execution/ \
+	  GX_ANALYTICS_ENABLED=false; \
+	$(BIN)/airflow db migrate > /dev/null || exit 1; \
+	pids=; \
+	trap 'kill $$pids 2> /dev/null; wait' EXIT; \
+	trap 'exit 130' INT TERM; \
+	$(BIN)/airflow api-server & pids="$$pids $$!"; \
+	$(BIN)/airflow scheduler --skip-serve-logs & pids="$$pids $$!"; \
+	$(BIN)/airflow dag-processor & pids="$$pids $$!"; \
+	$(BIN)/airflow triggerer --skip-serve-logs & pids="$$pids $$!"; \
+	echo "Airflow is starting on http://127.0.0.1:8080 (process ids$$pids). Log in as admin with the password" \
+	  "in $(HOME_DIR)/airflow/simple_auth_manager_passwords.json.generated. Ctrl-C stops all four components."; \
+	wait
 
 stop-endpoint: install
 	$(BIN)/fraud-detection --home $(HOME_DIR) stop-endpoint
