@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from fraud_detection.data.source import TABLE_DDL
 from fraud_detection.features import batch
 from fraud_detection.features.catalog import CARD_WINDOWS_DAYS, LABELLED_WINDOWS_DAYS, TERMINAL_WINDOWS_DAYS
-from fraud_detection.features.streaming import WINDOW_MS, CardActivity, streaming_features, streaming_features_sql
+from fraud_detection.features.streaming import WINDOW_MS, CardActivity, streaming_features, streaming_features_columns
 
 DAY_MS = 86_400_000
 
@@ -76,19 +76,18 @@ def test_pruned_state_keeps_needed_events(events, lag_ms, card, offset_ms):
     assert same(streaming_features(pruned, query_ms), streaming_features(full, query_ms))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None)
 @given(events=events_strategy)
-def test_sql_features_match_brute_force(events):
-    frame = pd.DataFrame(events, columns=["customer_id", "ts_ms", "transaction_id", "tx_amount_cents"])
-    with duckdb.connect() as connection:
-        connection.register("events_frame", frame)
-        connection.execute("CREATE TABLE history AS SELECT * FROM events_frame")
-        rows = connection.sql(streaming_features_sql("history")).df()
+def test_vectorised_features_match_brute_force(events):
+    cards = np.array([e[0] for e in events], dtype=np.int64)
+    times = np.array([e[1] for e in events], dtype=np.int64)
+    cents = np.array([e[3] for e in events], dtype=np.int64)
 
-    for row in rows.to_dict("records"):
-        expected = brute_force_streaming(events, row["customer_id"], row["ts_ms"])
-        actual = {key: float(row[key]) if row[key] is not None else math.nan for key in expected}
-        assert same(actual, expected), row["transaction_id"]
+    columns = streaming_features_columns(cards, times, cents)
+
+    for row, (card, time, transaction_id, _) in enumerate(events):
+        actual = {name: float(values[row]) for name, values in columns.items()}
+        assert same(actual, brute_force_streaming(events, card, time)), transaction_id
 
 
 # Batch aggregates

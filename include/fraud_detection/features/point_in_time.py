@@ -3,10 +3,10 @@
 Each transaction in ``[start, end)`` gets exactly one row:
 
 - batch features from the latest offline record whose event time is at or before the
-  transaction time (a DuckDB ``ASOF`` join), or missing when there is none or its TTL has
-  run out by the transaction time, the same rule the online store applies;
+  transaction time (an as-of join), or missing when there is none or its TTL has run out by
+  the transaction time, the same rule the online store applies;
 - streaming features by the serving definition (:mod:`fraud_detection.features.streaming`);
-- request-time features from :func:`fraud_detection.features.request.add_request_features`.
+- request-time features from :func:`fraud_detection.features.request.request_feature_columns`.
 
 ``card_features_event_time`` and ``terminal_features_event_time`` record which batch record
 each row used, so a row can be audited for leakage; they are not model features.
@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 
 from fraud_detection.features.catalog import CARD_WEEKLY, TERMINAL_WEEKLY
-from fraud_detection.features.request import add_request_features
+from fraud_detection.features.request import request_feature_columns
 from fraud_detection.features.spec import FeatureGroupSpec
-from fraud_detection.features.streaming import streaming_features_sql
+from fraud_detection.features.streaming import streaming_features_columns
+from fraud_detection.features.vectorized import asof_indices
 from fraud_detection.stores.base import FeatureStore
 
 log = logging.getLogger(__name__)
@@ -33,61 +34,72 @@ log = logging.getLogger(__name__)
 TRANSACTION_COLUMNS = ["transaction_id", "tx_datetime", "card_id", "terminal_id", "tx_amount", "tx_fraud"]
 
 
-def _join_columns(spec: FeatureGroupSpec, alias: str, prefix: str) -> str:
-    columns = [f'{alias}."{f.name}"' for f in spec.value_features]
-    columns.append(f'{alias}."{spec.event_time_feature}" AS {prefix}_event_time')
-    return ", ".join(columns)
+def _numpy_columns(relation: duckdb.DuckDBPyRelation) -> dict[str, np.ndarray]:
+    """Fetch a relation as numpy arrays, with SQL NULL as NaN in numeric columns."""
+    table = relation.to_arrow_table()
+    columns = {}
+    for name, column in zip(table.column_names, table.columns):
+        if column.null_count:
+            columns[name] = column.to_numpy(zero_copy_only=False).astype("float64")
+        else:
+            columns[name] = column.to_numpy()
+    return columns
 
 
 def build_feature_frame(source_database: Path, store: FeatureStore, start: datetime, end: datetime) -> pd.DataFrame:
     """Return the feature frame of every transaction with ``start <= tx_datetime < end``."""
     escaped = str(source_database).replace("'", "''")
-    card_table = store.offline_table_sql(CARD_WEEKLY.name)
-    terminal_table = store.offline_table_sql(TERMINAL_WEEKLY.name)
     with duckdb.connect() as connection:
         connection.execute(f"ATTACH '{escaped}' AS source (READ_ONLY)")
-        connection.execute(
-            "CREATE TEMP TABLE history AS SELECT transaction_id, tx_datetime, customer_id, terminal_id, "
-            "tx_amount, tx_amount_cents, tx_fraud, epoch_ms(tx_datetime) AS ts_ms "
-            "FROM source.transactions WHERE tx_datetime < $end",
-            {"end": end},
+        # The whole history before `end`: windows and the time since the last transaction look back.
+        history = _numpy_columns(
+            connection.sql(
+                "SELECT transaction_id, tx_datetime, customer_id AS card_id, terminal_id, tx_amount, "
+                "tx_amount_cents, tx_fraud, epoch_ms(tx_datetime) AS ts_ms "
+                f"FROM source.transactions WHERE tx_datetime < TIMESTAMP '{end:%Y-%m-%d %H:%M:%S.%f}'"
+            )
         )
-        connection.execute(
-            f"CREATE TEMP TABLE scored AS SELECT * FROM ({streaming_features_sql('history')}) "
-            "WHERE tx_datetime >= $start",
-            {"start": start},
-        )
-        frame = connection.sql(
-            f"""
-            SELECT s.transaction_id, s.tx_datetime, s.customer_id AS card_id, s.terminal_id,
-                   s.tx_amount, s.tx_fraud, s.ts_ms,
-                   s.* EXCLUDE (transaction_id, tx_datetime, customer_id, terminal_id, tx_amount,
-                                tx_amount_cents, tx_fraud, ts_ms),
-                   {_join_columns(CARD_WEEKLY, 'c', 'card_features')},
-                   {_join_columns(TERMINAL_WEEKLY, 't', 'terminal_features')}
-            FROM scored s
-            ASOF LEFT JOIN {card_table} c
-                ON s.customer_id = c.card_id AND s.ts_ms / 1000.0 >= c.event_time
-            ASOF LEFT JOIN {terminal_table} t
-                ON s.terminal_id = t.terminal_id AND s.ts_ms / 1000.0 >= t.event_time
-            ORDER BY s.tx_datetime, s.transaction_id
-            """
-        ).df()
-    as_of = frame["ts_ms"].to_numpy(dtype="float64") / 1000.0
-    _expire(frame, CARD_WEEKLY, "card_features_event_time", as_of)
-    _expire(frame, TERMINAL_WEEKLY, "terminal_features_event_time", as_of)
-    frame = frame.drop(columns=["ts_ms"])
+        records = {
+            spec.name: _numpy_columns(connection.sql(f"SELECT * FROM {store.offline_table_sql(spec.name)}"))
+            for spec in (CARD_WEEKLY, TERMINAL_WEEKLY)
+        }
+    streaming = streaming_features_columns(history["card_id"], history["ts_ms"], history["tx_amount_cents"])
+    # Rows in time order, then by id; the datastore is usually stored that way already.
+    order = np.lexsort((history["transaction_id"], history["ts_ms"]))
+    if np.array_equal(order, np.arange(len(order))):
+        order = slice(None)
+    first = int(np.searchsorted(history["ts_ms"][order], _epoch_ms(start), side="left"))
+    rows = order[first:] if isinstance(order, np.ndarray) else slice(first, None)
+    columns = {name: history[name][rows] for name in TRANSACTION_COLUMNS}
+    columns.update({name: values[rows] for name, values in streaming.items()})
+    ts_ms = history["ts_ms"][rows]
+    columns.update(_batch_columns(CARD_WEEKLY, records[CARD_WEEKLY.name], columns["card_id"], ts_ms, "card_features"))
+    columns.update(
+        _batch_columns(TERMINAL_WEEKLY, records[TERMINAL_WEEKLY.name], columns["terminal_id"], ts_ms, "terminal_features")
+    )
+    columns.update(request_feature_columns(columns))
+    frame = pd.DataFrame(columns)
     log.info("Built point-in-time features for %d transactions in [%s, %s)", len(frame), start, end)
-    return add_request_features(frame)
+    return frame
 
 
-def _expire(frame: pd.DataFrame, spec: FeatureGroupSpec, event_time_column: str, as_of: np.ndarray) -> None:
-    """Blank the group's features, and its event time column, where the record is absent or past its TTL."""
-    event_seconds = frame[event_time_column].to_numpy(dtype="float64", na_value=np.nan)
-    unavailable = np.isnan(event_seconds)
+def _epoch_ms(moment: datetime) -> int:
+    return int((pd.Timestamp(moment) - pd.Timestamp("1970-01-01")) // pd.Timedelta(milliseconds=1))
+
+
+def _batch_columns(
+    spec: FeatureGroupSpec, records: dict[str, np.ndarray], entities: np.ndarray, ts_ms: np.ndarray, prefix: str
+) -> dict[str, np.ndarray]:
+    """Join each transaction to its group's latest record at or before it, honouring the TTL."""
+    record_ms = np.round(records[spec.event_time_feature].astype("float64") * 1000).astype(np.int64)
+    index = asof_indices(records[spec.record_identifier], record_ms, entities, ts_ms)
+    event_time = np.where(index >= 0, records[spec.event_time_feature].astype("float64")[index.clip(0)], np.nan)
+    available = index >= 0
     if spec.ttl is not None:
-        unavailable |= as_of >= event_seconds + spec.ttl.total_seconds()
-    frame[event_time_column] = frame[event_time_column].astype("float64").mask(unavailable)
+        # The online store's rule: a record is current while as_of < event_time + ttl.
+        available &= ts_ms.astype("float64") / 1000.0 < event_time + spec.ttl.total_seconds()
+    columns = {f"{prefix}_event_time": np.where(available, event_time, np.nan)}
     for feature in spec.value_features:
-        column = frame[feature.name].astype("float64")
-        frame[feature.name] = column.mask(unavailable)
+        values = records[feature.name].astype("float64")
+        columns[feature.name] = np.where(available, values[index.clip(0)] if len(values) else np.nan, np.nan)
+    return columns

@@ -16,35 +16,40 @@ from fraud_detection.features.catalog import REQUEST_FEATURES, model_feature_nam
 NIGHT_END_HOUR = 6
 
 
-def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
-    denominator = denominator.astype("float64")
-    return numerator.astype("float64") / denominator.where(denominator > 0)
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    denominator = np.asarray(denominator, dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, np.asarray(numerator, dtype="float64") / denominator, np.nan)
+
+
+def request_feature_columns(columns) -> dict[str, np.ndarray]:
+    """Compute the request-time features from ``tx_amount``, ``tx_datetime`` and earlier features.
+
+    ``columns`` is a DataFrame or a dict of arrays; the result is a dict of float64 arrays.
+    """
+    times = pd.DatetimeIndex(np.asarray(columns["tx_datetime"], dtype="datetime64[ns]"))
+    amount = np.asarray(columns["tx_amount"], dtype="float64")
+    hour = times.hour.to_numpy()
+    day_of_week = times.day_of_week.to_numpy()
+    recent_mean = _ratio(columns["card_amount_sum_1d"], columns["card_tx_count_1d"])
+    return {
+        "tx_amount": amount,
+        "tx_hour": hour.astype("float64"),
+        "tx_day_of_week": day_of_week.astype("float64"),
+        "tx_is_weekend": (day_of_week >= 5).astype("float64"),
+        "tx_is_night": (hour < NIGHT_END_HOUR).astype("float64"),
+        "tx_amount_to_card_mean_7d": _ratio(amount, columns["card_amount_mean_7d"]),
+        "tx_amount_to_card_mean_30d": _ratio(amount, columns["card_amount_mean_30d"]),
+        "tx_amount_to_card_max_90d": _ratio(amount, columns["card_amount_max_90d"]),
+        "tx_amount_to_recent_mean_1d": _ratio(amount, recent_mean),
+    }
 
 
 def add_request_features(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add the request-time features to a frame with ``tx_amount`` and ``tx_datetime`` (UTC)."""
-    times = pd.to_datetime(frame["tx_datetime"])
-    amount = frame["tx_amount"].astype("float64")
-    hour = times.dt.hour
-    day_of_week = times.dt.day_of_week
-    recent_mean = _ratio(frame["card_amount_sum_1d"], frame["card_tx_count_1d"])
-    features = pd.DataFrame(
-        {
-            "tx_amount": amount,
-            "tx_hour": hour.astype("float64"),
-            "tx_day_of_week": day_of_week.astype("float64"),
-            "tx_is_weekend": (day_of_week >= 5).astype("float64"),
-            "tx_is_night": (hour < NIGHT_END_HOUR).astype("float64"),
-            "tx_amount_to_card_mean_7d": _ratio(amount, frame["card_amount_mean_7d"]),
-            "tx_amount_to_card_mean_30d": _ratio(amount, frame["card_amount_mean_30d"]),
-            "tx_amount_to_card_max_90d": _ratio(amount, frame["card_amount_max_90d"]),
-            "tx_amount_to_recent_mean_1d": _ratio(amount, recent_mean),
-        },
-        index=frame.index,
-    )
-    result = frame.drop(columns=[c for c in REQUEST_FEATURES if c in frame.columns and c != "tx_amount"])
-    result = result.drop(columns=["tx_amount"])
-    return pd.concat([result, features], axis=1)
+    """Return the frame with the request-time features added (or replaced)."""
+    features = request_feature_columns(frame)
+    result = frame.drop(columns=[c for c in REQUEST_FEATURES if c in frame.columns])
+    return result.assign(**features)
 
 
 def feature_matrix(frame: pd.DataFrame) -> np.ndarray:

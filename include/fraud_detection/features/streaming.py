@@ -18,7 +18,10 @@ import bisect
 import json
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from fraud_detection.features.catalog import STREAMING_WINDOWS
+from fraud_detection.features.vectorized import window_aggregates
 
 WINDOW_MS = {label: seconds * 1000 for label, seconds in STREAMING_WINDOWS.items()}
 LONGEST_WINDOW_MS = max(WINDOW_MS.values())
@@ -95,20 +98,18 @@ def streaming_features(activity: CardActivity | None, t_ms: int) -> dict[str, fl
     return values
 
 
-def streaming_features_sql(table: str) -> str:
-    """Return a DuckDB query adding the streaming features to every row of ``table``.
+def streaming_features_columns(card_ids, times_ms, cents) -> dict[str, np.ndarray]:
+    """Compute the near-real-time features of many transactions at once, as :func:`streaming_features` does.
 
-    ``table`` needs ``customer_id``, ``ts_ms`` (epoch milliseconds) and ``tx_amount_cents``.
-    The windows end one millisecond before the row, the SQL form of "strictly before".
+    The inputs are the card's whole history up to the last transaction to score; each row's
+    features use the other rows of its card strictly before it.
     """
-    columns = []
-    for label, window_ms in WINDOW_MS.items():
-        frame = f"(PARTITION BY customer_id ORDER BY ts_ms RANGE BETWEEN {window_ms} PRECEDING AND 1 PRECEDING)"
-        columns += [
-            f"CAST(count(*) OVER {frame} AS DOUBLE) AS card_tx_count_{label}",
-            f"CAST(coalesce(sum(tx_amount_cents) OVER {frame}, 0) AS DOUBLE) / 100.0 AS card_amount_sum_{label}",
-        ]
-    last = "max(ts_ms) OVER (PARTITION BY customer_id ORDER BY ts_ms RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
-    columns.append(f"CAST(ts_ms - {last} AS DOUBLE) / 1000.0 AS card_seconds_since_last_tx")
-    return f"SELECT *, {', '.join(columns)} FROM {table}"
-
+    aggregates = window_aggregates(card_ids, times_ms, cents, WINDOW_MS)
+    columns: dict[str, np.ndarray] = {}
+    for label in WINDOW_MS:
+        columns[f"card_tx_count_{label}"] = aggregates[f"count_{label}"].astype("float64")
+        columns[f"card_amount_sum_{label}"] = aggregates[f"cents_{label}"].astype("float64") / 100.0
+    last = aggregates["last_time"]
+    elapsed = (np.asarray(times_ms, dtype=np.int64) - last).astype("float64") / 1000.0
+    columns["card_seconds_since_last_tx"] = np.where(aggregates["has_last"], elapsed, np.nan)
+    return columns
