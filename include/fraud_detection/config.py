@@ -14,6 +14,7 @@ the local state lives:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,8 +52,13 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         """Build the settings from the ``FRAUD_DETECTION_*`` environment variables."""
-        home = os.environ.get("FRAUD_DETECTION_HOME")
-        delay = os.environ.get("FRAUD_DETECTION_LABEL_DELAY_DAYS", "7")
+        return cls.from_mapping(os.environ)
+
+    @classmethod
+    def from_mapping(cls, environment: Mapping[str, str]) -> Settings:
+        """Build the settings from a mapping of ``FRAUD_DETECTION_*`` variables, such as a model's environment."""
+        home = environment.get("FRAUD_DETECTION_HOME")
+        delay = environment.get("FRAUD_DETECTION_LABEL_DELAY_DAYS", "7")
         try:
             label_delay_days = int(delay)
         except ValueError:
@@ -60,7 +66,7 @@ class Settings:
                 f"Invalid FRAUD_DETECTION_LABEL_DELAY_DAYS {delay!r}: use a whole number of days."
             ) from None
         return cls(
-            backend=os.environ.get("FRAUD_DETECTION_BACKEND", "local"),
+            backend=environment.get("FRAUD_DETECTION_BACKEND", "local"),
             home=Path(home).expanduser().resolve() if home else _default_home(),
             label_delay_days=label_delay_days,
         )

@@ -30,17 +30,8 @@ class FraudPredictor:
         self.booster = load_booster(model_dir)
         card = json.loads((model_dir / "model-card.json").read_text())
         self.model_name = environment.get("MODEL_NAME", card.get("model_name", model_dir.name))
-        settings_environment = {k: v for k, v in environment.items() if k.startswith("FRAUD_DETECTION_")}
-        previous = {k: os.environ.get(k) for k in settings_environment}
-        os.environ.update(settings_environment)
-        try:
-            self.store = open_feature_store(Settings.from_env())
-        finally:
-            for key, value in previous.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        # The model's environment wins over the runtime process's own variables.
+        self.store = open_feature_store(Settings.from_mapping({**os.environ, **environment}))
 
     def predict(self, payload: dict[str, Any]) -> dict[str, Any]:
         request = parse_request(payload)
