@@ -66,7 +66,14 @@ class StreamProcessor:
         *,
         allowed_lateness_seconds: int = DEFAULT_ALLOWED_LATENESS_SECONDS,
         micro_batch_size: int = 1000,
+        retention_seconds: int | None = None,
     ):
+        """Create a processor.
+
+        ``retention_seconds`` is how far behind the latest event time the state keeps events
+        (default: the longest window plus twice the allowed lateness). A request is served
+        exactly while its time is at least ``latest event time - retention + longest window``.
+        """
         if allowed_lateness_seconds < 0:
             raise ValueError(f"Invalid allowed lateness {allowed_lateness_seconds} s: use 0 or more seconds.")
         if micro_batch_size < 1:
@@ -74,6 +81,12 @@ class StreamProcessor:
         self.store = store
         self.lateness_ms = allowed_lateness_seconds * 1000
         self.micro_batch_size = micro_batch_size
+        default_retention_ms = LONGEST_WINDOW_MS + 2 * self.lateness_ms
+        self._retention_ms = default_retention_ms if retention_seconds is None else retention_seconds * 1000
+        if self._retention_ms < LONGEST_WINDOW_MS:
+            raise ValueError(
+                f"Invalid retention {retention_seconds} s: keep at least the longest window, {LONGEST_WINDOW_MS // 1000} s."
+            )
         self.cards: dict[int, CardActivity] = {}
         self.max_time_ms: int | None = None
         self.stats = StreamStats()
@@ -84,7 +97,7 @@ class StreamProcessor:
 
     @property
     def retention_ms(self) -> int:
-        return LONGEST_WINDOW_MS + 2 * self.lateness_ms
+        return self._retention_ms
 
     def seed(self, history: Iterable[Transaction]) -> None:
         """Load earlier transactions into the state and write the seeded cards' records."""
@@ -98,6 +111,7 @@ class StreamProcessor:
         """Apply transactions in arrival order, writing records after every micro-batch."""
         changed: set[int] = set()
         pending = 0
+        late_before = self.stats.too_late
         for transaction in transactions:
             self.stats.transactions_read += 1
             watermark = self.watermark_ms
@@ -116,10 +130,11 @@ class StreamProcessor:
                 changed, pending = set(), 0
         if changed:
             self._flush(changed)
-        if self.stats.too_late:
+        late = self.stats.too_late - late_before
+        if late:
             log.warning(
                 "Set aside %d transactions older than the watermark (allowed lateness %d s), e.g. ids %s",
-                self.stats.too_late, self.lateness_ms // 1000, self.stats.late_transaction_ids[:5],
+                late, self.lateness_ms // 1000, self.stats.late_transaction_ids[-late:][:5],
             )
         return self.stats
 
