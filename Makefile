@@ -5,7 +5,11 @@ BIN := $(VENV)/bin
 HOME_DIR ?= $(CURDIR)/var
 DATA ?=
 
-.PHONY: run test install airflow-ui stop-endpoint clean
+.PHONY: help run test install airflow-ui stop-endpoint clean
+
+## List the targets.
+help:
+	@awk '/^## /{doc=substr($$0, 4); next} /^[a-z-]+:/{if (doc) printf "  %-14s %s\n", substr($$1, 1, length($$1)-1), doc; doc=""}' $(MAKEFILE_LIST)
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -24,7 +28,7 @@ run: install
 
 ## Install, then run the test suite.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -rs
 
 ## Start Airflow (API server and UI, scheduler, DAG processor, triggerer) on http://127.0.0.1:8080 over the main job's metadata database. Ctrl-C stops it.
 # The four components start one by one rather than through `airflow standalone`, for two reasons.
@@ -52,8 +56,10 @@ airflow-ui: install
 	  "in $(HOME_DIR)/airflow/simple_auth_manager_passwords.json.generated. Ctrl-C stops all four components."; \
 	wait
 
+## Stop the local endpoint that `make run` left serving.
 stop-endpoint: install
 	$(BIN)/fraud-detection --home $(HOME_DIR) stop-endpoint
 
+## Remove the virtualenv and all local state in var/.
 clean:
 	rm -rf $(VENV) var

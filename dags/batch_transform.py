@@ -42,16 +42,20 @@ def batch_transform():
         from fraud_detection.stores import open_feature_store
         from fraud_detection.training.registry import DEFAULT_GROUP, LocalModelRegistry
 
+        from fraud_airflow.task_errors import fail_without_retry
+        from fraud_detection.errors import ModelNotFoundError
+
         settings = Settings.from_env()
-        _, last = transaction_time_range(settings.source_database)
-        end = _parse(params["end"]) or last + timedelta(seconds=1)
-        start = _parse(params["start"]) or end - timedelta(days=7)
-        registry = LocalModelRegistry(settings.model_registry_root)
-        version = params["model_version"]
-        model = registry.get(DEFAULT_GROUP, version) if version else registry.latest(DEFAULT_GROUP)
-        return run_batch_transform(
-            settings.source_database, open_feature_store(settings), model, start, end, settings.batch_transform_root
-        )
+        with fail_without_retry(ValueError, ModelNotFoundError):
+            _, last = transaction_time_range(settings.source_database)
+            end = _parse(params["end"]) or last + timedelta(seconds=1)
+            start = _parse(params["start"]) or end - timedelta(days=7)
+            registry = LocalModelRegistry(settings.model_registry_root)
+            version = params["model_version"]
+            model = registry.get(DEFAULT_GROUP, version) if version else registry.latest(DEFAULT_GROUP)
+            return run_batch_transform(
+                settings.source_database, open_feature_store(settings), model, start, end, settings.batch_transform_root
+            )
 
     score_period()
 

@@ -9,7 +9,8 @@ Checks the batch feature groups after each weekly ingest:
 2. **Online vs offline**: for a random sample of record identifiers, the online record must
    equal the latest offline record, feature by feature.
 
-A failure fails the task with the failed checks in its message and in XCom.
+A failure fails the task with the failed checks in its message; the full result is pushed
+to XCom first (keys `validation_result` and `comparison_result`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from fraud_airflow.dag_defaults import (
 )
 def feature_consistency_check():
     @task
-    def validate_latest_week() -> dict:
+    def validate_latest_week(ti=None) -> dict:
         """Run the great-expectations suites on the latest week's records."""
         from fraud_detection.config import Settings
         from fraud_detection.features.catalog import BATCH_FEATURE_GROUPS
@@ -50,11 +51,12 @@ def feature_consistency_check():
             latest = records[spec.event_time_feature].max() if len(records) else None
             frames[spec.name] = records[records[spec.event_time_feature] == latest] if latest is not None else records
         report = validate_feature_data(frames)
+        ti.xcom_push(key="validation_result", value=report)
         raise_if_failed(report, "great-expectations validation of the feature groups")
         return report
 
     @task(outlets=[VALIDATED_FEATURES_ASSET])
-    def compare_online_and_offline(params=None) -> dict:
+    def compare_online_and_offline(params=None, ti=None) -> dict:
         """Check that sampled online records equal their latest offline records."""
         from fraud_detection.config import Settings
         from fraud_detection.features.catalog import FEATURE_GROUPS
@@ -68,6 +70,7 @@ def feature_consistency_check():
             if _exists(store, spec.name)
         ]
         report = {"success": all(r["success"] for r in results), "feature_groups": results}
+        ti.xcom_push(key="comparison_result", value=report)
         raise_if_failed(report, "Online vs offline comparison")
         return report
 

@@ -52,15 +52,18 @@ def retrain_and_deploy():
         from fraud_detection.config import Settings
         from fraud_detection.pipelines.retrain import plan
 
+        from fraud_airflow.task_errors import fail_without_retry
+
         moment = params["as_of"] or (data_interval_end or run_after).isoformat()
-        as_of = datetime.fromisoformat(moment.replace("Z", "+00:00")).replace(tzinfo=None)
-        return plan(
-            Settings.from_env(),
-            as_of,
-            test_days=params["test_days"],
-            burn_in_days=params["burn_in_days"],
-            training_days=params["training_days"],
-        )
+        with fail_without_retry(ValueError):
+            as_of = datetime.fromisoformat(moment.replace("Z", "+00:00")).replace(tzinfo=None)
+            return plan(
+                Settings.from_env(),
+                as_of,
+                test_days=params["test_days"],
+                burn_in_days=params["burn_in_days"],
+                training_days=params["training_days"],
+            )
 
     @task
     def build_training_sets(windows: dict, run_id=None) -> dict:
@@ -73,12 +76,14 @@ def retrain_and_deploy():
     @task
     def train_and_evaluate(paths: dict, windows: dict, params=None, run_id=None) -> dict:
         """Train XGBoost and evaluate it on the later window."""
+        from fraud_airflow.task_errors import fail_without_retry
         from fraud_detection.config import Settings
         from fraud_detection.pipelines.retrain import train_and_evaluate
 
-        return train_and_evaluate(
-            Settings.from_env(), paths, windows, _run_key(run_id), num_boost_round=params["num_boost_round"]
-        )
+        with fail_without_retry(ValueError):
+            return train_and_evaluate(
+                Settings.from_env(), paths, windows, _run_key(run_id), num_boost_round=params["num_boost_round"]
+            )
 
     @task
     def register_model(trained: dict, windows: dict, params=None) -> dict:

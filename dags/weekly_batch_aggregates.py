@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 
-from fraud_airflow.dag_defaults import CARD_WEEKLY_ASSET, DEFAULT_ARGS, START_DATE, TERMINAL_WEEKLY_ASSET
+from fraud_airflow.dag_defaults import CARD_WEEKLY_ASSET, DEFAULT_ARGS, END_DATE, START_DATE, TERMINAL_WEEKLY_ASSET
 from fraud_airflow.feature_group_operators import CreateFeatureGroupOperator, IngestFeatureGroupOperator
 
 STAGED = "{{{{ ti.xcom_pull(task_ids='compute_weekly_aggregates')['{key}'] }}}}"
@@ -24,6 +24,7 @@ STAGED = "{{{{ ti.xcom_pull(task_ids='compute_weekly_aggregates')['{key}'] }}}}"
 @dag(
     schedule=CronDataIntervalTimetable("0 0 * * 1", timezone="UTC"),
     start_date=START_DATE,
+    end_date=END_DATE,
     catchup=True,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-HANDBOOK_DATA = PROJECT_ROOT.parent / "shared" / "data" / "fraud-detection-handbook-simulated" / "transactions.csv.gz"
+# The handbook's data is read from ../shared beside the checkout, or from FRAUD_DETECTION_TEST_DATA.
+HANDBOOK_DATA = Path(
+    os.environ.get(
+        "FRAUD_DETECTION_TEST_DATA",
+        PROJECT_ROOT.parent / "shared" / "data" / "fraud-detection-handbook-simulated" / "transactions.csv.gz",
+    )
+)
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="fraud-detection-tests-"))
 os.environ["FRAUD_DETECTION_HOME"] = str(_SESSION_HOME / "fraud")
@@ -31,6 +37,6 @@ def handbook_data() -> Path:
     if not HANDBOOK_DATA.is_file():
         pytest.skip(
             f"Real data not found at {HANDBOOK_DATA}: place the Fraud Detection Handbook's "
-            "transactions.csv.gz there (../shared/data beside the project) to run this test."
+            "transactions.csv.gz there, or set FRAUD_DETECTION_TEST_DATA to its path, to run this test."
         )
     return HANDBOOK_DATA

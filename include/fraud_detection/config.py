@@ -9,11 +9,24 @@ the local state lives:
   store, model registry, endpoints, batch transform output). Defaults to ``var/`` in a source
   checkout, else ``~/.fraud-detection``.
 - ``FRAUD_DETECTION_LABEL_DELAY_DAYS``: days until a transaction's fraud label is known (7).
+
+The ``aws`` backend also reads these, and fails with ``ConfigurationError`` naming the
+missing one when a feature store is opened without them:
+
+- ``FRAUD_DETECTION_SAGEMAKER_ROLE_ARN``: IAM role SageMaker Feature Store assumes to write the
+  offline store (``CreateFeatureGroup``'s ``RoleArn``).
+- ``FRAUD_DETECTION_OFFLINE_STORE_S3_URI``: ``s3://bucket/prefix`` under which SageMaker writes
+  each feature group's offline store.
+- ``FRAUD_DETECTION_ATHENA_OUTPUT_S3_URI``: ``s3://bucket/prefix`` where Athena writes the
+  results of offline store queries.
+- ``AWS_DEFAULT_REGION``: the region, read as boto3 reads it; an Airflow AWS connection's
+  ``region_name`` takes precedence inside Airflow.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +34,10 @@ from pathlib import Path
 from fraud_detection.errors import ConfigurationError
 
 BACKENDS = ("local", "aws")
+# Checks of the aws settings, taken from the botocore 1.44.8 service model of CreateFeatureGroup.
+ROLE_ARN_PATTERN = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+")
+S3_URI_PATTERN = re.compile(r"s3://[^/]+(/.*)?")
+MAX_S3_URI_LENGTH = 1024
 
 
 def _default_home() -> Path:
@@ -37,6 +54,10 @@ class Settings:
     backend: str = "local"
     home: Path = field(default_factory=_default_home)
     label_delay_days: int = 7
+    sagemaker_role_arn: str | None = None
+    offline_store_s3_uri: str | None = None
+    athena_output_s3_uri: str | None = None
+    aws_region: str | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -69,7 +90,38 @@ class Settings:
             backend=environment.get("FRAUD_DETECTION_BACKEND", "local"),
             home=Path(home).expanduser().resolve() if home else _default_home(),
             label_delay_days=label_delay_days,
+            sagemaker_role_arn=environment.get("FRAUD_DETECTION_SAGEMAKER_ROLE_ARN") or None,
+            offline_store_s3_uri=environment.get("FRAUD_DETECTION_OFFLINE_STORE_S3_URI") or None,
+            athena_output_s3_uri=environment.get("FRAUD_DETECTION_ATHENA_OUTPUT_S3_URI") or None,
+            aws_region=environment.get("AWS_DEFAULT_REGION") or None,
         )
+
+    def check_aws_settings(self) -> None:
+        """Raise ``ConfigurationError`` naming every aws setting that is missing or invalid."""
+        required = {
+            "FRAUD_DETECTION_SAGEMAKER_ROLE_ARN": self.sagemaker_role_arn,
+            "FRAUD_DETECTION_OFFLINE_STORE_S3_URI": self.offline_store_s3_uri,
+            "FRAUD_DETECTION_ATHENA_OUTPUT_S3_URI": self.athena_output_s3_uri,
+        }
+        missing = [name for name, value in required.items() if not value]
+        if missing:
+            raise ConfigurationError(
+                f"The aws backend needs {', '.join(missing)}: set "
+                f"{'it' if len(missing) == 1 else 'them'} in the environment of every process that "
+                "opens the feature store (see the config module's docstring)."
+            )
+        problems = []
+        if not ROLE_ARN_PATTERN.fullmatch(self.sagemaker_role_arn):
+            problems.append(
+                f"FRAUD_DETECTION_SAGEMAKER_ROLE_ARN {self.sagemaker_role_arn!r} is not an IAM role ARN "
+                "(arn:aws:iam::<12-digit account>:role/<name>)"
+            )
+        for name in ("FRAUD_DETECTION_OFFLINE_STORE_S3_URI", "FRAUD_DETECTION_ATHENA_OUTPUT_S3_URI"):
+            uri = required[name]
+            if len(uri) > MAX_S3_URI_LENGTH or not S3_URI_PATTERN.fullmatch(uri):
+                problems.append(f"{name} {uri!r} is not an s3://bucket/prefix URI of at most {MAX_S3_URI_LENGTH} characters")
+        if problems:
+            raise ConfigurationError("Invalid aws settings: " + "; ".join(problems) + ".")
 
     @property
     def source_database(self) -> Path:
@@ -82,6 +134,11 @@ class Settings:
     @property
     def online_store_path(self) -> Path:
         return self.home / "feature-store" / "online-store.sqlite"
+
+    @property
+    def offline_store_cache_root(self) -> Path:
+        """Local copy of the aws backend's S3 offline store files, read by DuckDB."""
+        return self.home / "feature-store" / "offline-store-cache"
 
     @property
     def staging_root(self) -> Path:

@@ -20,6 +20,8 @@ DEFAULT_ARGS = {
 # Fraud Detection Handbook's simulated data (2018-04-01 to 2018-09-30); set
 # FRAUD_DETECTION_START_DATE for your own data.
 START_DATE = pendulum.parse(os.environ.get("FRAUD_DETECTION_START_DATE", "2018-04-02"), tz="UTC")
+# Last week boundary the weekly DAG schedules; unset, catchup runs up to today.
+END_DATE = pendulum.parse(os.environ["FRAUD_DETECTION_END_DATE"], tz="UTC") if os.environ.get("FRAUD_DETECTION_END_DATE") else None
 
 # Assets, so that the UI shows which DAG feeds which.
 CARD_WEEKLY_ASSET = Asset(name="card-weekly-aggregates", uri="feature-group://card-weekly-aggregates")

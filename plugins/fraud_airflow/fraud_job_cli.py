@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     manager = LocalEndpointManager(Settings.from_env().endpoints_root)
     try:
         if arguments.command == "stop-endpoint":
+            if arguments.name not in manager.list_endpoints():
+                print(f"No endpoint {arguments.name} under {manager.root}: nothing to stop.")
+                return 0
             manager.delete(arguments.name)
             print(f"Stopped endpoint {arguments.name}.")
         else:
@@ -82,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(arguments: argparse.Namespace, home: Path) -> int:
+    if arguments.data is not None and not arguments.data.is_file():
+        print(
+            f"Transactions file {arguments.data.resolve()} not found. Pass the path of a CSV or CSV.GZ file.",
+            file=sys.stderr,
+        )
+        return 2
     configure_environment(home, arguments.dags_folder.resolve())
     from fraud_airflow.main_job import JobOptions, Progress, format_summary, run_main_job
 

@@ -36,7 +36,6 @@ class JobOptions:
 
 @dataclass
 class JobReport:
-    started: float = field(default_factory=time.monotonic)
     facts: dict[str, Any] = field(default_factory=dict)
 
 
@@ -100,7 +99,27 @@ def xcom(run, task_id: str):
         return XComModel.deserialize_value(row) if row is not None else None
 
 
-def load_input(options: JobOptions, settings, progress: Progress) -> dict[str, Any]:
+def check_training_windows(options: JobOptions, settings, first: datetime, last: datetime) -> None:
+    """Fail at once, naming the options to change, when the data is too short to train on."""
+    from fraud_detection.training.train import plan_windows
+
+    try:
+        plan_windows(
+            data_start=first,
+            as_of=last + timedelta(seconds=1),
+            label_delay_days=settings.label_delay_days,
+            test_days=options.test_days,
+            burn_in_days=options.burn_in_days,
+            training_days=options.training_days,
+        )
+    except ValueError as error:
+        raise RuntimeError(
+            f"{error} On the command line: --test-days, --burn-in-days, and the environment "
+            "variable FRAUD_DETECTION_LABEL_DELAY_DAYS."
+        ) from None
+
+
+def load_input(options: JobOptions, settings, progress: Progress, log_path: Path) -> dict[str, Any]:
     """Load the transactions file, or generate a synthetic data set, into the source datastore."""
     from fraud_detection.data.source import load_transactions_csv
 
@@ -117,7 +136,8 @@ def load_input(options: JobOptions, settings, progress: Progress) -> dict[str, A
         )
         data = write_transactions_csv(frame, settings.home / "input" / "synthetic-transactions.csv.gz")
     progress.say(f"Loading {data} into the source datastore {settings.source_database}")
-    loaded = load_transactions_csv(data, settings.source_database, settings.quarantine_root)
+    with output_to(log_path):
+        loaded = load_transactions_csv(data, settings.source_database, settings.quarantine_root)
     progress.say(
         f"  {loaded.rows_loaded:,} transactions loaded, {loaded.rows_already_present:,} already present, "
         f"{loaded.rows_quarantined:,} quarantined"
@@ -185,15 +205,17 @@ def run_main_job(options: JobOptions, progress: Progress) -> JobReport:
     log_path = settings.home / "logs" / f"main-job-{datetime.now():%Y%m%dT%H%M%S}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     report.facts["log_path"] = str(log_path)
-    report.facts.update(load_input(options, settings, progress))
+    report.facts.update(load_input(options, settings, progress, log_path))
 
     first, last = transaction_time_range(settings.source_database)
+    check_training_windows(options, settings, first, last)
     # Only weeks that ended by the close of the data's last day: a later week is incomplete.
     last_day_end = datetime(last.year, last.month, last.day) + timedelta(days=1)
     boundaries = [boundary for boundary in week_boundaries(first, last) if boundary <= last_day_end]
     if not boundaries:
         raise RuntimeError(f"The data ({first} to {last}) holds no complete week ending on a Monday; give at least one week.")
-    progress.say(f"Data spans {first} to {last}: {len(boundaries)} weeks. Loading the DAGs from {options.dags_folder}")
+    weeks = f"{len(boundaries)} week" + ("s" if len(boundaries) != 1 else "")
+    progress.say(f"Data spans {first} to {last}: {weeks}. Loading the DAGs from {options.dags_folder}")
     dags = _load_dags(options.dags_folder, log_path)
 
     for index, boundary in enumerate(boundaries, start=1):
@@ -246,7 +268,7 @@ def run_main_job(options: JobOptions, progress: Progress) -> JobReport:
             settings, report.facts["endpoint"]["endpoint_name"], now, options.sample_transactions
         )
     report.facts["stores"] = _store_counts(settings)
-    report.facts["elapsed_seconds"] = time.monotonic() - report.started
+    report.facts["elapsed_seconds"] = time.monotonic() - progress.started
     return report
 
 

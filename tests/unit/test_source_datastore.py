@@ -260,3 +260,16 @@ def test_weeks_are_mondays_covering_span(first, last):
     assert all(later - earlier == timedelta(days=7) for earlier, later in zip(boundaries, boundaries[1:]))
     assert boundaries[0] - timedelta(days=7) <= first < boundaries[0]
     assert boundaries[-1] - timedelta(days=7) <= last < boundaries[-1]
+
+
+def test_conflicting_transaction_id_quarantined(tmp_path):
+    database = tmp_path / "source.duckdb"
+    first = write_csv(tmp_path / "first.csv", ["1,2018-04-02 06:00:00,3,12,5.00,0,0"])
+    second = write_csv(tmp_path / "second.csv", ["1,2018-04-03 07:00:00,4,13,9.00,0,0"])
+    load_transactions_csv(first, database, tmp_path / "quarantine")
+
+    result = load_transactions_csv(second, database, tmp_path / "quarantine", max_rejected_ratio=1.0)
+
+    assert result.rows_quarantined == 1
+    assert result.rows_already_present == 0
+    assert "different values" in Path(result.quarantine_path).read_text()

@@ -65,6 +65,7 @@ CREATE TEMP TABLE checked AS
 WITH reasons AS (
     SELECT *,
         CASE
+            WHEN TX_FRAUD IS NULL AND TX_AMOUNT IS NULL THEN 'TX_AMOUNT and TX_FRAUD: missing; the row may have fewer fields than the header'
             WHEN parsed_transaction_id IS NULL THEN 'TRANSACTION_ID: missing or not an integer'
             WHEN parsed_tx_datetime IS NULL THEN 'TX_DATETIME: missing or not a timestamp like 2018-04-01 00:00:31'
             WHEN parsed_customer_id IS NULL OR parsed_customer_id < 0 THEN 'CUSTOMER_ID: missing or not a non-negative integer'
@@ -83,6 +84,18 @@ SELECT *,
             THEN 'TRANSACTION_ID: duplicate of an earlier line of this file'
     END AS reject_reason
 FROM reasons
+"""
+
+
+# A transaction id already stored with other values is a conflict, not a repeat of the row.
+_CONFLICT_SQL = """
+UPDATE checked SET reject_reason = 'TRANSACTION_ID: already in the datastore with different values'
+FROM transactions t
+WHERE checked.reject_reason IS NULL
+  AND t.transaction_id = checked.parsed_transaction_id
+  AND (t.tx_datetime <> checked.parsed_tx_datetime OR t.customer_id <> checked.parsed_customer_id
+       OR t.terminal_id <> checked.parsed_terminal_id OR t.tx_amount <> checked.parsed_tx_amount
+       OR t.tx_fraud <> checked.parsed_tx_fraud)
 """
 
 
@@ -106,8 +119,7 @@ def connect(database: Path, *, read_only: bool = True) -> Iterator[duckdb.DuckDB
     database = Path(database)
     if read_only and not database.exists():
         raise SourceDataError(
-            f"Source datastore {database} not found. Load transactions first: "
-            "`fraud-detection load-transactions FILE` (or `fraud-detection run`)."
+            f"Source datastore {database} not found. Load transactions first with `fraud-detection run [FILE]`."
         )
     database.parent.mkdir(parents=True, exist_ok=True)
     connection = duckdb.connect(str(database), read_only=read_only)
@@ -133,6 +145,7 @@ def load_transactions_csv(
         _read_raw(connection, csv_path)
         connection.execute(_TYPED_SQL)
         connection.execute(_REASON_SQL)
+        connection.execute(_CONFLICT_SQL)
         rows_read = connection.execute("SELECT count(*) FROM checked").fetchone()[0]
         rejected = connection.execute("SELECT count(*) FROM checked WHERE reject_reason IS NOT NULL").fetchone()[0]
         quarantine_path = _write_quarantine(connection, csv_path, quarantine_root) if rejected else None
@@ -166,9 +179,10 @@ def load_transactions_csv(
     )
     if rows_read and rejected / rows_read > max_rejected_ratio:
         raise SourceDataError(
-            f"{rejected} of {rows_read} rows of {csv_path} are malformed, more than the allowed "
+            f"{rejected} of {rows_read} rows of {csv_path} are malformed or conflict with stored transactions, more than the allowed "
             f"{max_rejected_ratio:.1%}. The good rows were loaded; the bad ones, each with its reason, "
-            f"are in {quarantine_path}. Fix them and load the file again."
+            f"are in {quarantine_path}. Fix them and load the file again; if the datastore holds another "
+            "data set with the same transaction ids, start from a new state folder (--home or HOME_DIR)."
         )
     return result
 

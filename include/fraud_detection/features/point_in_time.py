@@ -59,10 +59,6 @@ def build_feature_frame(source_database: Path, store: FeatureStore, start: datet
                 f"FROM source.transactions WHERE tx_datetime < TIMESTAMP '{end:%Y-%m-%d %H:%M:%S.%f}'"
             )
         )
-        records = {
-            spec.name: _numpy_columns(connection.sql(f"SELECT * FROM {store.offline_table_sql(spec.name)}"))
-            for spec in (CARD_WEEKLY, TERMINAL_WEEKLY)
-        }
     streaming = streaming_features_columns(history["card_id"], history["ts_ms"], history["tx_amount_cents"])
     # Rows in time order, then by id; the datastore is usually stored that way already.
     order = np.lexsort((history["transaction_id"], history["ts_ms"]))
@@ -73,14 +69,25 @@ def build_feature_frame(source_database: Path, store: FeatureStore, start: datet
     columns = {name: history[name][rows] for name in TRANSACTION_COLUMNS}
     columns.update({name: values[rows] for name, values in streaming.items()})
     ts_ms = history["ts_ms"][rows]
-    columns.update(_batch_columns(CARD_WEEKLY, records[CARD_WEEKLY.name], columns["card_id"], ts_ms, "card_features"))
-    columns.update(
-        _batch_columns(TERMINAL_WEEKLY, records[TERMINAL_WEEKLY.name], columns["terminal_id"], ts_ms, "terminal_features")
-    )
+    columns.update(batch_feature_columns(store, columns["card_id"], columns["terminal_id"], ts_ms))
     columns.update(request_feature_columns(columns))
     frame = pd.DataFrame(columns)
     log.info("Built point-in-time features for %d transactions in [%s, %s)", len(frame), start, end)
     return frame
+
+
+def batch_feature_columns(
+    store: FeatureStore, card_ids: np.ndarray, terminal_ids: np.ndarray, ts_ms: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Join transactions (card, terminal, epoch milliseconds) to both batch groups' offline records."""
+    with duckdb.connect() as connection:
+        records = {
+            spec.name: _numpy_columns(connection.sql(f"SELECT * FROM {store.offline_table_sql(spec.name)}"))
+            for spec in (CARD_WEEKLY, TERMINAL_WEEKLY)
+        }
+    columns = _batch_columns(CARD_WEEKLY, records[CARD_WEEKLY.name], card_ids, ts_ms, "card_features")
+    columns.update(_batch_columns(TERMINAL_WEEKLY, records[TERMINAL_WEEKLY.name], terminal_ids, ts_ms, "terminal_features"))
+    return columns
 
 
 def _epoch_ms(moment: datetime) -> int:
