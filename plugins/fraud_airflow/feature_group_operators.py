@@ -70,15 +70,18 @@ class DeleteFeatureGroupOperator(_FeatureGroupOperator):
 
 
 class IngestFeatureGroupOperator(_FeatureGroupOperator):
-    """Ingest a Parquet file into a feature group's online and offline stores.
+    """Ingest Parquet files into a feature group's online and offline stores.
 
-    Malformed rows go to a quarantine file with a reason each and the good rows are written.
-    The task fails when the rejected share exceeds ``max_rejected_ratio``.
+    A folder is ingested file by file. Malformed rows go to a quarantine file with a reason
+    each and the good rows are written. The task fails when the rejected share exceeds
+    ``max_rejected_ratio``.
 
     :param feature_group_name: name of the feature group (templated).
-    :param source_path: Parquet file whose columns are the group's features (templated).
+    :param source_path: a Parquet file, or a folder of them, whose columns are the group's
+        features (templated).
     :param ingest_id: makes reruns idempotent: a rerun replaces what the same id wrote to
-        the offline store (templated). Without it, every run appends.
+        the offline store (templated); each file of a folder gets ``<ingest_id>-<file stem>``.
+        Without it, every run appends.
     :param target_stores: ``("online", "offline")`` or one of them.
     :param max_rejected_ratio: share of rejected rows, 0 to 1, above which the task fails.
     """
@@ -97,26 +100,128 @@ class IngestFeatureGroupOperator(_FeatureGroupOperator):
         super().__init__(**kwargs)
         if not 0.0 <= max_rejected_ratio <= 1.0:
             raise ValueError(f"Invalid max_rejected_ratio {max_rejected_ratio!r}: use a share from 0 to 1.")
+        unknown = set(target_stores) - {"online", "offline"}
+        if unknown or not target_stores:
+            raise ValueError(f"Invalid target_stores {target_stores!r}: use 'online', 'offline' or both.")
         self.source_path = source_path
         self.ingest_id = ingest_id
         self.target_stores = tuple(target_stores)
         self.max_rejected_ratio = max_rejected_ratio
 
     def execute(self, context) -> dict[str, Any]:
+        from fraud_airflow.task_errors import fail_without_retry
+
+        store = self.hook.get_store()
+        written = rejected = 0
+        quarantine_paths: list[str] = []
+        for ingest_id, frame in self._frames():
+            result = store.ingest(self.feature_group_name, frame, ingest_id=ingest_id, target_stores=self.target_stores)
+            written += result.records_written
+            rejected += result.records_rejected
+            if result.quarantine_path:
+                quarantine_paths.append(str(result.quarantine_path))
+        self.log.info("Wrote %d records to %s, rejected %d", written, self.feature_group_name, rejected)
+        total = written + rejected
+        if total and rejected / total > self.max_rejected_ratio:
+            with fail_without_retry(ValueError):
+                raise ValueError(
+                    f"{rejected} of {total} rows for {self.feature_group_name} were rejected, above "
+                    f"max_rejected_ratio={self.max_rejected_ratio}. The good rows were written; the rejected "
+                    f"ones and their reasons are in {', '.join(quarantine_paths)}."
+                )
+        return {
+            "feature_group_name": self.feature_group_name,
+            "records_written": written,
+            "records_rejected": rejected,
+            "quarantine_paths": quarantine_paths,
+            "target_stores": list(self.target_stores),
+        }
+
+    def _frames(self):
+        """Yield (ingest id, rows) for each source file, in name order."""
+        from pathlib import Path
+
         import pandas as pd
 
-        frame = pd.read_parquet(self.source_path)
-        self.log.info("Ingesting %d rows of %s into %s", len(frame), self.source_path, self.feature_group_name)
-        result = self.hook.get_store().ingest(
-            self.feature_group_name, frame, ingest_id=self.ingest_id, target_stores=self.target_stores
-        )
-        self.log.info(
-            "Wrote %d records to %s, rejected %d", result.records_written, self.feature_group_name, result.records_rejected
-        )
-        if result.rejected_ratio > self.max_rejected_ratio:
-            raise ValueError(
-                f"{result.records_rejected} of {len(frame)} rows for {self.feature_group_name} were rejected, "
-                f"above max_rejected_ratio={self.max_rejected_ratio}. The good rows were written; the rejected "
-                f"ones and their reasons are in {result.quarantine_path}."
-            )
-        return result.as_dict()
+        source = Path(self.source_path)
+        files = sorted(source.glob("*.parquet")) if source.is_dir() else [source]
+        if not files or not all(f.is_file() for f in files):
+            raise FileNotFoundError(f"No Parquet file at {self.source_path}; give a Parquet file or a folder of them.")
+        for path in files:
+            self.log.info("Ingesting %s into %s", path, self.feature_group_name)
+            # Each file of a folder gets its own id, so a rerun replaces exactly what it wrote.
+            ingest_id = self.ingest_id if not source.is_dir() or not self.ingest_id else f"{self.ingest_id}-{path.stem}"
+            yield ingest_id, pd.read_parquet(path)
+
+
+class GetFeatureRecordsOperator(BaseOperator):
+    """Read online records of one or more feature groups, as SageMaker's BatchGetRecord does.
+
+    :param identifiers: mapping of feature group name to a list of record identifiers
+        (templated). The ``aws`` backend sends at most 100 identifiers per call.
+    :param as_of: time of the read, in seconds since the epoch, for the TTL (templated);
+        default: now.
+    :return: ``{group: {identifier as string: record}}`` for the records found.
+    """
+
+    template_fields: Sequence[str] = ("identifiers", "as_of")
+
+    def __init__(
+        self, *, identifiers: dict[str, list], as_of: float | str | None = None, aws_conn_id: str | None = "aws_default", **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(identifiers, (dict, str)) or not identifiers:
+            raise ValueError(f"Invalid identifiers {identifiers!r}: give {{feature group name: [record identifiers]}}.")
+        self.identifiers = identifiers
+        self.as_of = as_of
+        self.aws_conn_id = aws_conn_id
+
+    def execute(self, context) -> dict[str, dict[str, dict]]:
+        as_of = float(self.as_of) if self.as_of not in (None, "", "None") else None
+        records = FeatureStoreHook(aws_conn_id=self.aws_conn_id).get_store().get_records(self.identifiers, as_of=as_of)
+        for name, found in records.items():
+            self.log.info("Found %d of %d records in %s", len(found), len(self.identifiers[name]), name)
+        return {name: {str(key): value for key, value in found.items()} for name, found in records.items()}
+
+
+class QueryOfflineStoreOperator(_FeatureGroupOperator):
+    """Export a feature group's offline records with ``start <= event time < end`` to Parquet.
+
+    The ``local`` backend reads the offline store's Parquet files with DuckDB; the ``aws``
+    backend queries the group's Glue table through Athena. Each record appears once: the
+    latest write of each (record identifier, event time), deleted records left out.
+
+    :param feature_group_name: name of the feature group (templated).
+    :param start: first event time, ISO 8601 UTC (templated).
+    :param end: end of the range, exclusive, ISO 8601 UTC (templated).
+    :param output_path: Parquet file to write (templated).
+    """
+
+    template_fields: Sequence[str] = ("feature_group_name", "start", "end", "output_path")
+
+    def __init__(self, *, start: str, end: str, output_path: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.start = start
+        self.end = end
+        self.output_path = output_path
+
+    def execute(self, context) -> dict[str, Any]:
+        import os
+        from datetime import datetime, timezone
+        from pathlib import Path
+
+        from fraud_airflow.task_errors import fail_without_retry
+
+        with fail_without_retry(ValueError):
+            start, end = (datetime.fromisoformat(v.replace("Z", "+00:00")) for v in (self.start, self.end))
+            start, end = (v if v.tzinfo else v.replace(tzinfo=timezone.utc) for v in (start, end))
+            if end <= start:
+                raise ValueError(f"Invalid range: end {self.end} must be after start {self.start}.")
+        frame = self.hook.get_store().read_offline(self.feature_group_name, start=start.timestamp(), end=end.timestamp())
+        target = Path(self.output_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.inprogress")
+        frame.to_parquet(temporary, index=False)
+        os.replace(temporary, target)
+        self.log.info("Wrote %d records of %s from %s to %s into %s", len(frame), self.feature_group_name, start, end, target)
+        return {"output_path": str(target), "records": int(len(frame))}

@@ -77,6 +77,9 @@ class LocalOfflineStore:
                 if str(stale) not in keep:
                     stale.unlink()
                     log.info("Removed %s, written by an earlier run of ingest %s", stale, ingest_id)
+            # Temporary files of an earlier run of this ingest that was killed mid-write.
+            for leftover in data_root.glob(f"year=*/month=*/day=*/hour=*/.{file_name}.*{TEMPORARY_SUFFIX}"):
+                leftover.unlink(missing_ok=True)
         return written
 
     def files(self, location: str) -> list[Path]:
