@@ -28,7 +28,7 @@ class FeatureGroupCreatedSensor(BaseSensorOperator):
         self.aws_conn_id = aws_conn_id
 
     def poke(self, context) -> bool:
-        from airflow.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException
 
         from fraud_detection.errors import FeatureGroupNotFoundError
 

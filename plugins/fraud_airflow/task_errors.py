@@ -15,6 +15,6 @@ def fail_without_retry(*error_types: type[BaseException]):
     try:
         yield
     except error_types as error:
-        from airflow.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(f"{type(error).__name__}: {error}") from error
