@@ -462,11 +462,14 @@ def test_quarantine_file_named_by_ingest(store):
     assert result.quarantine_path.name.startswith("run-7-")
 
 
-def test_unknown_columns_raise(store):
-    frame = toy_rows((1, T0, 5.0, 1, "shop")).assign(tx_fraud=0, scenario=1)
+def test_unknown_feature_values_quarantined(store):
+    frame = toy_rows((1, T0, 5.0, 1, "shop"), (2, T0, 6.0, 1, "shop")).assign(scenario=[1, None])
 
-    with pytest.raises(ValueError, match=re.escape("Columns ['tx_fraud', 'scenario'] are not features")):
-        store.ingest(TOY.name, frame)
+    result = store.ingest(TOY.name, frame)
+
+    assert result.records_written == 1
+    assert result.records_rejected == 1
+    assert "scenario: unknown feature" in result.quarantine_path.read_text()
 
 
 def test_missing_key_column_raises(store):

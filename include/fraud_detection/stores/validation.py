@@ -17,13 +17,7 @@ REJECT_REASON = "reject_reason"
 
 
 def check_columns(spec: FeatureGroupSpec, frame: pd.DataFrame) -> None:
-    """Raise ``ValueError`` if the frame lacks the keys or has columns the group does not declare."""
-    unknown = [c for c in frame.columns if c not in spec.feature_names]
-    if unknown:
-        raise ValueError(
-            f"Columns {unknown} are not features of feature group {spec.name!r}. "
-            f"Drop them or add them to the group's declaration; declared: {spec.feature_names}."
-        )
+    """Raise ``ValueError`` if the frame lacks the record identifier or event time column."""
     for key in (spec.record_identifier, spec.event_time_feature):
         if key not in frame.columns:
             raise ValueError(f"Column {key!r} is missing: every record of {spec.name!r} needs it.")
@@ -34,6 +28,10 @@ def split_valid_rows(spec: FeatureGroupSpec, frame: pd.DataFrame) -> tuple[pd.Da
     check_columns(spec, frame)
     frame = frame.reset_index(drop=True)
     reasons = pd.Series("", index=frame.index, dtype="object")
+    # A value for a feature the group does not declare makes its row invalid; an empty one does not.
+    for column in (c for c in frame.columns if c not in spec.feature_names):
+        has_value = frame[column].notna() & (reasons == "")
+        reasons[has_value] = f"{column}: unknown feature, not declared in feature group {spec.name}"
     converted = {}
     for feature in spec.features:
         if feature.name not in frame.columns:
