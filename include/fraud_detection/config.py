@@ -49,7 +49,7 @@ def _default_home() -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    """Settings shared by every component; paths are those of the local backend."""
+    """Settings shared by every component. The paths are those of the local backend."""
 
     backend: str = "local"
     home: Path = field(default_factory=_default_home)

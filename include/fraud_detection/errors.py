@@ -1,4 +1,4 @@
-"""Exceptions of the domain library; each message names the object and the next step."""
+"""Exceptions of the domain library. Each message names the object and the next step."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class ModelNotFoundError(FraudDetectionError):
 
 
 class ValidationFailedError(FraudDetectionError):
-    """A data quality or consistency check failed; ``result`` carries the statistics."""
+    """A data quality or consistency check failed, with the statistics in ``result``."""
 
     def __init__(self, message: str, result: dict):
         super().__init__(message)

@@ -59,7 +59,7 @@ SELECT
 FROM raw
 """
 
-# One reason per malformed row; the first rule a row breaks is reported.
+# One reason per malformed row: the first rule the row breaks.
 _REASON_SQL = """
 CREATE TEMP TABLE checked AS
 WITH reasons AS (
@@ -115,7 +115,7 @@ class LoadResult:
 
 @contextmanager
 def connect(database: Path, *, read_only: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the datastore; writers must be alone, readers may be many."""
+    """Open the datastore. A writer must be alone, while readers may be many."""
     database = Path(database)
     if read_only and not database.exists():
         raise SourceDataError(
@@ -136,7 +136,7 @@ def load_transactions_csv(
     *,
     max_rejected_ratio: float = DEFAULT_MAX_REJECTED_RATIO,
 ) -> LoadResult:
-    """Load a transactions CSV (optionally gzipped) into the datastore; see the module docstring."""
+    """Load a transactions CSV, optionally gzipped, into the datastore as the module docstring describes."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise SourceDataError(f"Transactions file {csv_path} not found. Pass the path of a CSV or CSV.GZ file.")

@@ -126,7 +126,7 @@ def terminal_aggregates(
 
 
 def _sample_std(count: pd.Series, cents: pd.Series, squares: pd.Series) -> pd.Series:
-    """Sample standard deviation in currency units from integer cent sums; NaN below two values."""
+    """Return the sample standard deviation in currency units from integer cent sums, NaN below two values."""
     n = count.astype("float64")
     total = cents.astype("float64")
     variance = (squares.astype("float64") - total * total / n) / (n - 1)

@@ -60,7 +60,7 @@ def build_feature_frame(source_database: Path, store: FeatureStore, start: datet
             )
         )
     streaming = streaming_features_columns(history["card_id"], history["ts_ms"], history["tx_amount_cents"])
-    # Rows in time order, then by id; the datastore is usually stored that way already.
+    # Rows in time order, then by id. The datastore usually stores them that way already.
     order = np.lexsort((history["transaction_id"], history["ts_ms"]))
     if np.array_equal(order, np.arange(len(order))):
         order = slice(None)

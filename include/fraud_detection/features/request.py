@@ -25,7 +25,7 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 def request_feature_columns(columns) -> dict[str, np.ndarray]:
     """Compute the request-time features from ``tx_amount``, ``tx_datetime`` and earlier features.
 
-    ``columns`` is a DataFrame or a dict of arrays; the result is a dict of float64 arrays.
+    ``columns`` is a DataFrame or a dict of arrays, and the result is a dict of float64 arrays.
     """
     times = pd.DatetimeIndex(np.asarray(columns["tx_datetime"], dtype="datetime64[ns]"))
     amount = np.asarray(columns["tx_amount"], dtype="float64")
@@ -57,7 +57,7 @@ def feature_matrix(frame: pd.DataFrame) -> np.ndarray:
     names = model_feature_names()
     missing = [name for name in names if name not in frame.columns]
     if missing:
-        raise KeyError(f"The frame lacks model features {missing}; build it with the feature pipeline.")
+        raise KeyError(f"The frame lacks model features {missing}. Build it with the feature pipeline.")
     matrix = np.empty((len(frame), len(names)), dtype="float64")
     for index, name in enumerate(names):
         matrix[:, index] = frame[name].to_numpy(dtype="float64", na_value=np.nan)

@@ -15,7 +15,7 @@ from enum import Enum
 # SageMaker's rules, from the botocore service model of CreateFeatureGroup.
 FEATURE_GROUP_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9]([_-]*[a-zA-Z0-9]){0,63}$")
 FEATURE_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}$")
-# Names SageMaker adds to every offline store table; a feature may not use them.
+# Names SageMaker adds to every offline store table, so no feature may use them.
 RESERVED_FEATURE_NAMES = frozenset({"is_deleted", "write_time", "api_invocation_time"})
 MAX_FEATURES = 2500
 MAX_NAME_LENGTH = 64

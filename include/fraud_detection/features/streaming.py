@@ -33,7 +33,7 @@ Event = tuple[int, int, int]
 
 @dataclass
 class CardActivity:
-    """Recent transactions of one card, sorted by time; see the module docstring."""
+    """Recent transactions of one card, sorted by time, as the module docstring describes."""
 
     events: list[Event] = field(default_factory=list)
     anchor: Event | None = None
@@ -47,7 +47,7 @@ class CardActivity:
         return self.anchor[0] if self.anchor else None
 
     def add(self, event: Event) -> bool:
-        """Insert an event in time order; return False for a duplicate transaction id."""
+        """Insert an event in time order and return False for a duplicate transaction id."""
         if event[1] in self.transaction_ids:
             return False
         bisect.insort(self.events, event)

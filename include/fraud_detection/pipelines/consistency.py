@@ -137,4 +137,4 @@ def _plain(value: Any) -> Any:
 
 def raise_if_failed(report: dict[str, Any], what: str) -> None:
     if not report["success"]:
-        raise ValidationFailedError(f"{what} failed; see the result for the failed checks: {report}", report)
+        raise ValidationFailedError(f"{what} failed. The result lists the failed checks: {report}", report)

@@ -72,7 +72,7 @@ def train_and_evaluate(settings: Settings, paths: dict[str, str], windows: dict[
 
 
 def register(settings: Settings, trained: dict[str, Any], windows: dict[str, str], *, min_average_precision: float) -> dict[str, Any]:
-    """Register the model; approve it when its average precision reaches the threshold."""
+    """Register the model, approved when its average precision reaches the threshold."""
     metrics = trained["metrics"]
     average_precision = metrics.get("average_precision", float("nan"))
     approved = average_precision == average_precision and average_precision >= min_average_precision
@@ -98,7 +98,7 @@ def deploy(settings: Settings, model: dict[str, Any], *, endpoint_name: str, mem
     from fraud_detection.serving.fraud_model import ENTRY_POINT
 
     if model["status"] != model_registry.APPROVED:
-        raise ValueError(f"Model {model['model_name']} is {model['status']}, not Approved; it is not deployed.")
+        raise ValueError(f"Model {model['model_name']} is {model['status']}, not Approved, so it is not deployed.")
     manager = LocalEndpointManager(settings.endpoints_root)
     config = EndpointConfig(
         name=endpoint_name,

@@ -27,7 +27,7 @@ EPOCH = datetime(1970, 1, 1)
 
 @dataclass(frozen=True)
 class TransactionRequest:
-    """One transaction to score; ``tx_datetime`` is naive UTC."""
+    """One transaction to score, with ``tx_datetime`` in naive UTC."""
 
     transaction_id: int | None
     card_id: int
@@ -41,13 +41,13 @@ class TransactionRequest:
 
 
 def parse_request(payload: Any) -> TransactionRequest:
-    """Check one request body and return it typed; raise ``InvalidRequestError`` naming the field."""
+    """Check one request body and return it typed, or raise ``InvalidRequestError`` naming the field."""
     if not isinstance(payload, dict):
         raise InvalidRequestError("body", f"expected a JSON object per transaction, got {type(payload).__name__}")
     known = {"transaction_id", "card_id", "terminal_id", "amount", "timestamp"}
     unknown = sorted(set(payload) - known)
     if unknown:
-        raise InvalidRequestError(unknown[0], f"unknown field; the accepted fields are {sorted(known)}")
+        raise InvalidRequestError(unknown[0], f"unknown field. The accepted fields are {sorted(known)}")
     return TransactionRequest(
         transaction_id=_identifier(payload, "transaction_id", required=False),
         card_id=_identifier(payload, "card_id"),

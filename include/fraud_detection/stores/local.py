@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class LocalFeatureStore(FeatureStore):
-    """Feature groups kept under one folder; see the module docstring."""
+    """Feature groups kept under one folder, as the module docstring describes."""
 
     def __init__(self, root: Path, quarantine_root: Path, specs: dict[str, FeatureGroupSpec] | None = None):
         self.root = Path(root)
@@ -93,7 +93,7 @@ class LocalFeatureStore(FeatureStore):
         self._registry_path(name).unlink()
         self._descriptions.pop(name, None)
         self._specs.pop(name, None)
-        log.info("Deleted feature group %s; its offline store files are kept", name)
+        log.info("Deleted feature group %s and kept its offline store files", name)
 
     # Records
 
@@ -164,7 +164,7 @@ class LocalFeatureStore(FeatureStore):
         spec = self._spec(name)
         offline_config = self.describe_feature_group(name)["OfflineStoreConfig"]
         if offline_config is None:
-            raise ValueError(f"Feature group {name!r} has no offline store; it was created online only.")
+            raise ValueError(f"Feature group {name!r} has no offline store because it was created online only.")
         return self.offline.table_sql(spec, offline_config["ResolvedOutputLocation"])
 
     def count_online_records(self, name: str) -> int:

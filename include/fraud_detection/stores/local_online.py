@@ -64,7 +64,7 @@ class LocalOnlineStore:
         self._select_cache.pop(name, None)
 
     def put(self, spec: FeatureGroupSpec, frame: pd.DataFrame, write_time: float) -> int:
-        """Upsert typed rows; a row older than the stored record for its identifier is skipped."""
+        """Upsert typed rows, skipping any row older than the stored record for its identifier."""
         names = spec.feature_names
         table = _quote(spec.name)
         event_time = _quote(spec.event_time_feature)
@@ -89,7 +89,7 @@ class LocalOnlineStore:
         return connection.total_changes - before
 
     def get(self, spec: FeatureGroupSpec, identifiers: Iterable[Any], as_of: float) -> dict[Any, dict[str, Any]]:
-        """Return current records by identifier; expired records are left out."""
+        """Return current records by identifier, leaving out expired ones."""
         identifiers = list(dict.fromkeys(identifiers))
         if not identifiers:
             return {}
