@@ -19,8 +19,8 @@ missing one when a feature store is opened without them:
   each feature group's offline store.
 - ``FRAUD_DETECTION_ATHENA_OUTPUT_S3_URI``: ``s3://bucket/prefix`` where Athena writes the
   results of offline store queries.
-- ``AWS_DEFAULT_REGION``: the region, read as boto3 reads it; an Airflow AWS connection's
-  ``region_name`` takes precedence inside Airflow.
+- ``AWS_DEFAULT_REGION``: the region, read as boto3 reads it. Inside Airflow, the AWS
+  connection's ``region_name`` takes precedence.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 from fraud_detection.errors import ConfigurationError
 
 BACKENDS = ("local", "aws")
-# Checks of the aws settings, taken from the botocore 1.44.8 service model of CreateFeatureGroup.
+# The role ARN pattern is CreateFeatureGroup's RoleArn rule in the botocore 1.44.8 service model.
 ROLE_ARN_PATTERN = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+")
 S3_URI_PATTERN = re.compile(r"s3://[^/]+(/.*)?")
 MAX_S3_URI_LENGTH = 1024
@@ -121,7 +121,7 @@ class Settings:
             if len(uri) > MAX_S3_URI_LENGTH or not S3_URI_PATTERN.fullmatch(uri):
                 problems.append(f"{name} {uri!r} is not an s3://bucket/prefix URI of at most {MAX_S3_URI_LENGTH} characters")
         if problems:
-            raise ConfigurationError("Invalid aws settings: " + "; ".join(problems) + ".")
+            raise ConfigurationError("Invalid aws settings: " + ". ".join(problems) + ".")
 
     @property
     def source_database(self) -> Path:

@@ -1,9 +1,10 @@
 """The aws feature store backend: SageMaker Feature Store through injected boto3 clients.
 
-The online store is SageMaker's (``sagemaker-featurestore-runtime``: PutRecord, BatchGetRecord,
-DeleteRecord, ListRecords); feature groups are managed with the ``sagemaker`` client; the offline
-store is the Parquet history SageMaker writes to S3, read with Athena (``read_offline``) or with
-DuckDB over a local copy of its files (``offline_table_sql``).
+The online store is SageMaker's, written and read with the ``sagemaker-featurestore-runtime``
+client (PutRecord, BatchGetRecord, DeleteRecord, ListRecords). Feature groups are managed with
+the ``sagemaker`` client. The offline store is the Parquet history SageMaker writes to S3, read
+with Athena (``read_offline``) or with DuckDB over a local copy of its files
+(``offline_table_sql``).
 
 Differences from the local backend, all following from SageMaker:
 
@@ -14,7 +15,7 @@ Differences from the local backend, all following from SageMaker:
   the contract's TTL rule is relative to ``as_of``. ``get_records`` applies the contract's rule
   to what SageMaker still returns, so a read with an ``as_of`` in the past cannot bring back a
   record that SageMaker has already expired.
-- The offline store receives records some minutes after PutRecord; the local one at once.
+- SageMaker writes the offline store some time after PutRecord, while the local store writes at once.
 
 The clients come from the caller (``open_feature_store`` or the Airflow hook), so this module
 never reads credentials.
@@ -72,13 +73,13 @@ MAX_TAG_KEY_LENGTH = 128
 MAX_TAG_VALUE_LENGTH = 256
 MAX_LIST_RECORDS_RESULTS = 100
 
-# Error codes worth another attempt; any HTTP 5xx is retried as well.
+# Error codes worth another attempt. Any HTTP 5xx status is retried as well.
 RETRYABLE_ERROR_CODES = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "ServiceUnavailable", "InternalFailure"}
 )
 STORE_NAMES = {"online": "OnlineStore", "offline": "OfflineStore"}
 TTL_UNIT_SECONDS = {"Seconds": 1, "Minutes": 60, "Hours": 3600, "Days": 86400, "Weeks": 604800}
-# The layout offline_table_sql reads; an Iceberg offline store lays its files out differently.
+# The layout offline_table_sql reads. An Iceberg offline store lays its files out differently.
 OFFLINE_TABLE_FORMAT = "Glue"
 
 
@@ -95,14 +96,14 @@ class FeatureGroupCreationError(FraudDetectionError):
 
 
 class RecordReadError(FraudDetectionError):
-    """BatchGetRecord left records unread after every retry; ``failures`` lists them."""
+    """BatchGetRecord left records unread after every retry, listed in ``failures``."""
 
     def __init__(self, failures: list[tuple[str, str, str]]):
-        shown = ", ".join(f"{group}/{identifier} ({reason})" for group, identifier, reason in failures[:20])
+        listed = ", ".join(f"{group}/{identifier} ({reason})" for group, identifier, reason in failures[:20])
         more = f" and {len(failures) - 20} more" if len(failures) > 20 else ""
         super().__init__(
-            f"BatchGetRecord failed for {len(failures)} records: {shown}{more}. "
-            "Retry the read; if throttling persists, lower the request rate."
+            f"BatchGetRecord failed for {len(failures)} records: {listed}{more}. "
+            "Retry the read, and lower the request rate if throttling persists."
         )
         self.failures = failures
 
@@ -122,7 +123,7 @@ class OfflineQueryError(FraudDetectionError):
 class AthenaQuery(Protocol):
     """Run SQL on Athena and return the result rows, each a dict from column name to text.
 
-    Values are strings as Athena returns them, ``None`` for NULL; the header row is left out.
+    Values are strings as Athena returns them, with ``None`` for NULL. The header row is left out.
     """
 
     def __call__(self, sql: str, *, database: str, catalog: str, output_location: str) -> list[dict[str, str | None]]:
@@ -131,7 +132,7 @@ class AthenaQuery(Protocol):
 
 @dataclass(frozen=True)
 class FeatureStoreClients:
-    """The boto3 clients of the aws backend; ``s3`` and ``athena_query`` serve the offline reads."""
+    """The boto3 clients of the aws backend. ``s3`` and ``athena_query`` serve the offline reads."""
 
     sagemaker: Any
     featurestore_runtime: Any
@@ -189,7 +190,7 @@ class _WriteOutcome:
 
 
 class SageMakerFeatureStore(FeatureStore):
-    """Feature groups in SageMaker Feature Store; see the module docstring for the differences."""
+    """Feature groups in SageMaker Feature Store (the module docstring lists the differences)."""
 
     def __init__(
         self,
@@ -226,10 +227,10 @@ class SageMakerFeatureStore(FeatureStore):
             except ClientError as error:
                 if _error_code(error) != "ResourceInUse":
                     raise
-                log.info("Feature group %s was created by another process meanwhile; checking it", spec.name)
+                log.info("Feature group %s was created by another process meanwhile, checking its definition", spec.name)
             description = self._wait_until_created(spec.name)
         elif description.get("FeatureGroupStatus") == "Creating":
-            log.info("Feature group %s is being created by another process; waiting", spec.name)
+            log.info("Feature group %s is being created by another process, waiting until it is Created", spec.name)
             description = self._wait_until_created(spec.name)
         else:
             _raise_unless_created(spec.name, description)
@@ -253,7 +254,7 @@ class SageMakerFeatureStore(FeatureStore):
             raise
         except KeyError:
             # NOTE: moto 5.2.5 raises a bare KeyError for a missing group instead of the
-            # service's ResourceNotFound; remove this branch once moto translates it.
+            # service's ResourceNotFound. Remove this branch once moto translates it.
             raise FeatureGroupNotFoundError(name) from None
         response.pop("ResponseMetadata", None)
         return response
@@ -273,7 +274,7 @@ class SageMakerFeatureStore(FeatureStore):
             raise
         self._specs.pop(name, None)
         self._descriptions.pop(name, None)
-        log.info("Deleting feature group %s; its offline store files are kept", name)
+        log.info("Deleting feature group %s, keeping its offline store files", name)
         self._wait_until_deleted(name)
         log.info("Deleted feature group %s", name)
 
@@ -316,7 +317,7 @@ class SageMakerFeatureStore(FeatureStore):
                 raise FeatureGroupCreationError(
                     name, f"timed out after {self.config.create_timeout_seconds} s with status {status}"
                 )
-            log.info("Feature group %s is %s; checking again in %s s", name, status, self.config.poll_interval_seconds)
+            log.info("Feature group %s is %s, checking again in %s s", name, status, self.config.poll_interval_seconds)
             self._sleep(self.config.poll_interval_seconds)
 
     def _wait_until_deleted(self, name: str) -> None:
@@ -335,7 +336,7 @@ class SageMakerFeatureStore(FeatureStore):
             if time.monotonic() >= deadline:
                 raise FraudDetectionError(
                     f"Deleting feature group {name!r} timed out after {self.config.delete_timeout_seconds} s "
-                    f"with status {status}; check the group in the SageMaker console."
+                    f"with status {status}. Check the group in the SageMaker console."
                 )
             self._sleep(self.config.poll_interval_seconds)
 
@@ -353,8 +354,8 @@ class SageMakerFeatureStore(FeatureStore):
 
         Rows that fail the row checks, and records whose PutRecord still fails after
         ``max_attempts``, go to one quarantine file with a reason each. ``ingest_id`` names that
-        file; it cannot make SageMaker's append-only offline store idempotent (see the module
-        docstring), so a rerun's rows reach the offline store again and readers deduplicate them.
+        file. It cannot make SageMaker's append-only offline store idempotent, so a rerun's rows
+        reach the offline store again and readers deduplicate them.
         """
         spec = self._spec(name)
         unknown = set(target_stores) - set(TARGET_STORES)
@@ -376,7 +377,7 @@ class SageMakerFeatureStore(FeatureStore):
             outcome = self._put_records(spec, good, stores)
         elif len(good):
             log.warning(
-                "Feature group %s has none of the target stores %s; nothing was written", name, "+".join(target_stores)
+                "Feature group %s has none of the target stores %s, so nothing was written", name, "+".join(target_stores)
             )
             outcome.written = len(good)
 
@@ -386,6 +387,11 @@ class SageMakerFeatureStore(FeatureStore):
         quarantine_path = None
         if len(quarantined):
             quarantine_path = write_quarantine(self.config.quarantine_root, name, ingest_id, quarantined)
+        if outcome.failures:
+            log.warning(
+                "%d records of feature group %s were not written (first: %s) and are in %s",
+                len(outcome.failures), name, outcome.failures[0][1], quarantine_path,
+            )
         log.info(
             "Ingested %d records into feature group %s (%s), rejected %d, write failures %d, retries %d",
             outcome.written, name, "+".join(target_stores), len(rejected), len(outcome.failures), outcome.retries,
@@ -444,7 +450,7 @@ class SageMakerFeatureStore(FeatureStore):
                     outcome.failures.append((index, failure))
 
     def _put_record(self, request: dict[str, Any]) -> tuple[int, str | None]:
-        """Call PutRecord; return (retries, ``None`` or the reason the record was not written)."""
+        """Call PutRecord and return (retries, ``None`` or the reason the record was not written)."""
         for attempt in range(1, self.config.max_attempts + 1):
             try:
                 self.clients.featurestore_runtime.put_record(**request)
@@ -452,12 +458,13 @@ class SageMakerFeatureStore(FeatureStore):
             except ClientError as error:
                 code = _error_code(error)
                 if _is_retryable(error) and attempt < self.config.max_attempts:
-                    log.debug("PutRecord into %s failed with %s; retrying", request["FeatureGroupName"], code)
+                    log.debug("PutRecord into %s failed with %s, retrying", request["FeatureGroupName"], code)
                     self._sleep(self._backoff_delay(attempt))
                     continue
                 if _is_retryable(error) or code == "ValidationError":
-                    reason = f"PutRecord failed after {attempt} attempts: {code}: {_error_message(error)}"
-                    log.warning("Record of %s not written: %s", request["FeatureGroupName"], reason)
+                    attempts = f"{attempt} attempt" if attempt == 1 else f"{attempt} attempts"
+                    reason = f"PutRecord failed after {attempts}: {code}: {_error_message(error)}"
+                    log.debug("Record of %s not written: %s", request["FeatureGroupName"], reason)
                     return attempt - 1, reason
                 raise
         raise AssertionError("unreachable: the loop returns or raises")
@@ -469,13 +476,13 @@ class SageMakerFeatureStore(FeatureStore):
 
         A record is returned while ``as_of < event_time + ttl``. Identifiers that SageMaker
         leaves unprocessed, or reports with a retryable error, are requested again up to
-        ``max_attempts`` times; what remains raises ``RecordReadError`` with the identifiers.
+        ``max_attempts`` times. What remains raises ``RecordReadError`` with the identifiers.
         """
         as_of = time.time() if as_of is None else float(as_of)
         specs = {name: self._spec(name) for name in requests}
         for name, spec in specs.items():
             if not spec.online:
-                raise ValueError(f"Feature group {name!r} has no online store; read it with read_offline.")
+                raise ValueError(f"Feature group {name!r} has no online store. Read it with read_offline.")
         pending: list[tuple[str, str]] = []
         for name, identifiers in requests.items():
             strings = [identifier_as_string(specs[name], value) for value in identifiers]
@@ -512,7 +519,7 @@ class SageMakerFeatureStore(FeatureStore):
             except ClientError as error:
                 if not _is_retryable(error) or attempt == self.config.max_attempts:
                     raise
-                log.warning("BatchGetRecord failed with %s (attempt %d); retrying", _error_code(error), attempt)
+                log.warning("BatchGetRecord failed with %s (attempt %d), retrying", _error_code(error), attempt)
                 self._sleep(self._backoff_delay(attempt))
                 continue
 
@@ -532,7 +539,7 @@ class SageMakerFeatureStore(FeatureStore):
             if attempt == self.config.max_attempts:
                 fatal += [(group, text, f"unprocessed after {attempt} attempts") for group, text in retry]
                 break
-            log.warning("BatchGetRecord left %d records unread (attempt %d); retrying them", len(retry), attempt)
+            log.warning("BatchGetRecord left %d records unread (attempt %d), retrying them", len(retry), attempt)
             self._sleep(self._backoff_delay(attempt))
             pending = retry
         if fatal:
@@ -543,7 +550,7 @@ class SageMakerFeatureStore(FeatureStore):
         """Soft-delete a record with DeleteRecord in the group's stores.
 
         SageMaker deletes the online record only if ``event_time`` is later than the stored
-        record's event time; it appends a deletion marker to the offline store either way.
+        record's event time. It appends a deletion marker to the offline store either way.
         """
         spec = self._spec(name)
         request = {
@@ -580,7 +587,7 @@ class SageMakerFeatureStore(FeatureStore):
     def read_offline(self, name: str, *, start: float | None = None, end: float | None = None) -> pd.DataFrame:
         """Query the group's Glue table with Athena and return the deduplicated records.
 
-        Rows keep ``start <= event_time < end``; per record identifier and event time the latest
+        Rows keep ``start <= event_time < end``. Per record identifier and event time the latest
         ``write_time`` wins, and deletion markers remove their record.
         """
         spec = self._spec(name)
@@ -588,7 +595,7 @@ class SageMakerFeatureStore(FeatureStore):
         if not catalog:
             raise ValueError(
                 f"Feature group {name!r} has no Glue table (DisableGlueTableCreation was set), so Athena "
-                "cannot read it; use offline_table_sql instead."
+                "cannot read it. Use offline_table_sql instead."
             )
         if self.clients.athena_query is None or not self.config.athena_output_s3_uri:
             raise ConfigurationError(
@@ -618,7 +625,7 @@ class SageMakerFeatureStore(FeatureStore):
         resolved = self._offline_config(name).get("S3StorageConfig", {}).get("ResolvedOutputS3Uri")
         if not resolved:
             raise ValueError(
-                f"Feature group {name!r} has no ResolvedOutputS3Uri yet; wait until it is Created."
+                f"Feature group {name!r} has no ResolvedOutputS3Uri yet. Wait until it is Created."
             )
         location = self._sync_offline_files(name, resolved)
         return LocalOfflineStore(self.config.cache_root).table_sql(spec, str(location))
@@ -626,7 +633,7 @@ class SageMakerFeatureStore(FeatureStore):
     def _offline_config(self, name: str) -> dict[str, Any]:
         config = self._description(name).get("OfflineStoreConfig")
         if config is None:
-            raise ValueError(f"Feature group {name!r} has no offline store; it was created online only.")
+            raise ValueError(f"Feature group {name!r} has no offline store because it was created online only.")
         return config
 
     def _sync_offline_files(self, name: str, resolved_uri: str) -> Path:
@@ -689,7 +696,7 @@ class SageMakerFeatureStore(FeatureStore):
     # Helpers
 
     def _description(self, name: str) -> dict[str, Any]:
-        """Return the group's description, described once per store; definitions do not change."""
+        """Return the group's description, described once per store because definitions do not change."""
         description = self._descriptions.get(name)
         if description is None:
             description = self.describe_feature_group(name)
@@ -710,7 +717,7 @@ class SageMakerFeatureStore(FeatureStore):
             except ClientError as error:
                 if not _is_retryable(error) or attempt == self.config.max_attempts:
                     raise
-                log.warning("%s failed with %s (attempt %d); retrying", operation, _error_code(error), attempt)
+                log.warning("%s failed with %s (attempt %d), retrying", operation, _error_code(error), attempt)
                 self._sleep(self._backoff_delay(attempt))
         raise AssertionError("unreachable: the loop returns or raises")
 
@@ -764,7 +771,7 @@ def parse_value(feature_type: FeatureType, text: str | None) -> Any:
 
 
 def identifier_as_string(spec: FeatureGroupSpec, value: Any) -> str:
-    """Return a record identifier as SageMaker's ValueAsString; raise ``ValueError`` if invalid."""
+    """Return a record identifier as SageMaker's ValueAsString, or raise ``ValueError`` if invalid."""
     feature = spec.feature(spec.record_identifier)
     if feature.type is FeatureType.INTEGRAL:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
@@ -790,7 +797,7 @@ def iso_event_time(seconds: float) -> str:
     """Format epoch seconds as SageMaker's ``yyyy-MM-dd'T'HH:mm:ss.SSSZ`` event time.
 
     NOTE: the format has millisecond resolution, so the time is rounded up to the next
-    millisecond; a delete then never falls before a record written at ``seconds``.
+    millisecond. A delete then never falls before a record written at ``seconds``.
     """
     if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not math.isfinite(seconds):
         raise ValueError(f"Invalid event time {seconds!r}: give finite seconds since the Unix epoch.")
@@ -802,7 +809,7 @@ def iso_event_time(seconds: float) -> str:
 def _is_current(spec: FeatureGroupSpec, values: dict[str, Any], expires_at: str | None, as_of: float) -> bool:
     """Apply the contract's TTL rule: a record is current while ``as_of < event_time + ttl``.
 
-    The group's TTL decides; a record-level ``ExpiresAt`` counts only in a group without one.
+    The group's TTL decides. A record-level ``ExpiresAt`` counts only in a group without one.
     """
     if spec.ttl is not None:
         return as_of < values[spec.event_time_feature] + spec.ttl.total_seconds()
@@ -836,7 +843,7 @@ def offline_query_sql(
 
     Glue stores column names in lower case, so the query uses lower-case names.
     NOTE: the query has no predicate on the year/month/day/hour partitions, so Athena reads
-    the whole table; add one if scan costs matter.
+    the whole table. Add one if scan costs matter.
     """
     columns = ", ".join(_quote(feature.name.lower()) for feature in spec.features)
     identifier = _quote(spec.record_identifier.lower())
@@ -870,7 +877,7 @@ def frame_from_rows(spec: FeatureGroupSpec, rows: list[dict[str, str | None]]) -
 def rows_from_result_pages(pages: Iterable[dict[str, Any]]) -> list[dict[str, str | None]]:
     """Convert GetQueryResults pages of a SELECT to dicts from column name to text.
 
-    Athena returns the header as the first row of the first page; it is left out.
+    Athena returns the header as the first row of the first page, which is left out.
     """
     rows: list[dict[str, str | None]] = []
     columns: list[str] | None = None
@@ -931,7 +938,7 @@ class AthenaQueryRunner:
 
 
 def default_clients(region: str | None) -> FeatureStoreClients:
-    """Build the clients from boto3's default session; raise ``ConfigurationError`` without a region."""
+    """Build the clients from boto3's default session, or raise ``ConfigurationError`` without a region."""
     import boto3
 
     session = boto3.session.Session(region_name=region)
@@ -949,10 +956,8 @@ def default_clients(region: str | None) -> FeatureStoreClients:
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """Return (bucket, key prefix) of an ``s3://bucket/prefix`` URI."""
-    if not uri.startswith("s3://") or "/" not in uri[len("s3://") :].strip("/") and not uri[len("s3://") :]:
-        raise ValueError(f"Invalid S3 URI {uri!r}: use s3://bucket/prefix.")
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    if not bucket:
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not bucket:
         raise ValueError(f"Invalid S3 URI {uri!r}: use s3://bucket/prefix.")
     return bucket, prefix
 
@@ -980,7 +985,7 @@ def _check_create_arguments(spec: FeatureGroupSpec) -> None:
         if len(value) > MAX_TAG_VALUE_LENGTH:
             problems.append(f"tag value of {key!r} is longer than {MAX_TAG_VALUE_LENGTH} characters")
     if problems:
-        raise ValueError(f"Invalid feature group {spec.name!r} for SageMaker: " + "; ".join(problems) + ".")
+        raise ValueError(f"Invalid feature group {spec.name!r} for SageMaker: " + ", ".join(problems) + ".")
 
 
 def _raise_unless_created(name: str, description: dict[str, Any]) -> None:
@@ -994,12 +999,12 @@ def _raise_unless_created(name: str, description: dict[str, Any]) -> None:
 def _differences(description: dict[str, Any], spec: FeatureGroupSpec) -> list[str]:
     """List how an existing group differs from ``spec``, in the local store's wording."""
     differences = []
-    for key, wanted in (
+    for key, expected in (
         ("RecordIdentifierFeatureName", spec.record_identifier),
         ("EventTimeFeatureName", spec.event_time_feature),
     ):
-        if description.get(key) != wanted:
-            differences.append(f"{key} is {description.get(key)!r}, requested {wanted!r}")
+        if description.get(key) != expected:
+            differences.append(f"{key} is {description.get(key)!r}, requested {expected!r}")
     definitions = [
         {key: value for key, value in definition.items() if key in ("FeatureName", "FeatureType", "CollectionType")}
         for definition in description.get("FeatureDefinitions", [])
@@ -1011,9 +1016,9 @@ def _differences(description: dict[str, Any], spec: FeatureGroupSpec) -> list[st
     actual_online = {"EnableOnlineStore": bool(online.get("EnableOnlineStore", False))}
     if online.get("TtlDuration"):
         actual_online["TtlDuration"] = online["TtlDuration"]
-    wanted_online = spec.online_store_config()
-    if _online_key(actual_online) != _online_key(wanted_online):
-        differences.append(f"OnlineStoreConfig is {actual_online!r}, requested {wanted_online!r}")
+    requested_online = spec.online_store_config()
+    if _online_key(actual_online) != _online_key(requested_online):
+        differences.append(f"OnlineStoreConfig is {actual_online!r}, requested {requested_online!r}")
 
     offline = description.get("OfflineStoreConfig")
     if (offline is not None) != spec.offline:
