@@ -53,7 +53,7 @@ class FeatureStoreHook(BaseHook):
         from airflow.providers.amazon.aws.hooks.athena import AthenaHook
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-        from fraud_detection.stores.aws import FeatureStoreClients
+        from fraud_detection.stores.aws_clients import FeatureStoreClients
 
         def client(client_type: str):
             return AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type=client_type).get_conn()
@@ -82,7 +82,8 @@ class AthenaHookQuery:
         self.max_polling_attempts = max_polling_attempts
 
     def __call__(self, sql: str, *, database: str, catalog: str, output_location: str) -> list[dict[str, Any]]:
-        from fraud_detection.stores.aws import OfflineQueryError, rows_from_result_pages
+        from fraud_detection.errors import OfflineQueryError
+        from fraud_detection.stores.athena import rows_from_result_pages
 
         execution_id = self.hook.run_query(
             sql,

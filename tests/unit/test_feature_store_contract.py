@@ -33,20 +33,17 @@ from moto import mock_aws
 from fraud_detection.config import Settings
 from fraud_detection.errors import (
     ConfigurationError,
+    FeatureGroupCreationError,
     FeatureGroupDefinitionMismatchError,
     FeatureGroupNotFoundError,
+    RecordReadError,
 )
 from fraud_detection.features.catalog import CARD_RECENT_ACTIVITY, CARD_WEEKLY, TERMINAL_WEEKLY
 from fraud_detection.features.spec import Feature, FeatureGroupSpec, FeatureType
 from fraud_detection.stores import open_feature_store
-from fraud_detection.stores.aws import (
-    FeatureGroupCreationError,
-    FeatureStoreClients,
-    RecordReadError,
-    SageMakerFeatureStore,
-    SageMakerFeatureStoreConfig,
-    iso_event_time,
-)
+from fraud_detection.stores.aws import SageMakerFeatureStore
+from fraud_detection.stores.aws_clients import FeatureStoreClients, SageMakerFeatureStoreConfig
+from fraud_detection.stores.aws_records import iso_event_time
 from fraud_detection.stores.base import FeatureStore
 from fraud_detection.stores.local import LocalFeatureStore
 from fraud_detection.stores.validation import REJECT_REASON

@@ -9,7 +9,7 @@ from fraud_detection.config import Settings
 from fraud_detection.stores.base import FeatureStore, IngestResult
 
 if TYPE_CHECKING:
-    from fraud_detection.stores.aws import FeatureStoreClients
+    from fraud_detection.stores.aws_clients import FeatureStoreClients
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,8 @@ def open_feature_store(settings: Settings, *, clients: FeatureStoreClients | Non
             log.warning("The local feature store ignores the AWS clients it was given")
         return LocalFeatureStore(settings.home / "feature-store", settings.quarantine_root)
 
-    from fraud_detection.stores.aws import SageMakerFeatureStore, SageMakerFeatureStoreConfig, default_clients
+    from fraud_detection.stores.aws import SageMakerFeatureStore
+    from fraud_detection.stores.aws_clients import SageMakerFeatureStoreConfig, default_clients
 
     settings.check_aws_settings()
     config = SageMakerFeatureStoreConfig(

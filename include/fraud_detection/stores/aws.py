@@ -23,41 +23,45 @@ never reads credentials.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
-import numbers
-import os
 import random
 import threading
 import time
-import uuid
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import pandas as pd
 from botocore.exceptions import ClientError
 
 from fraud_detection.errors import (
     ConfigurationError,
+    FeatureGroupCreationError,
     FeatureGroupDefinitionMismatchError,
     FeatureGroupNotFoundError,
     FraudDetectionError,
+    RecordReadError,
 )
-from fraud_detection.features.spec import (
-    FEATURE_GROUP_NAME_PATTERN,
-    MAX_NAME_LENGTH,
-    PANDAS_TYPES,
-    FeatureGroupSpec,
-    FeatureType,
-    spec_from_description,
+from fraud_detection.features.spec import FeatureGroupSpec, spec_from_description
+from fraud_detection.stores.athena import frame_from_rows, offline_query_sql
+from fraud_detection.stores.aws_clients import FeatureStoreClients, SageMakerFeatureStoreConfig
+from fraud_detection.stores.aws_feature_groups import (
+    OFFLINE_TABLE_FORMAT,
+    check_create_arguments,
+    check_group_name,
+    definition_differences,
+    raise_unless_created,
+)
+from fraud_detection.stores.aws_offline_files import sync_offline_files
+from fraud_detection.stores.aws_records import (
+    identifier_as_string,
+    is_current,
+    iso_event_time,
+    records_from_frame,
+    split_long_strings,
+    typed_record,
 )
 from fraud_detection.stores.base import TARGET_STORES, FeatureStore, IngestResult
 from fraud_detection.stores.local_offline import LocalOfflineStore
@@ -65,12 +69,8 @@ from fraud_detection.stores.validation import REJECT_REASON, split_valid_rows, w
 
 log = logging.getLogger(__name__)
 
-# Limits of the botocore 1.44.8 service models of sagemaker and sagemaker-featurestore-runtime.
+# Limits of the botocore 1.44.8 service model of sagemaker-featurestore-runtime.
 MAX_IDENTIFIERS_PER_BATCH_GET = 100
-MAX_VALUE_LENGTH = 358400
-MAX_DESCRIPTION_LENGTH = 128
-MAX_TAG_KEY_LENGTH = 128
-MAX_TAG_VALUE_LENGTH = 256
 MAX_LIST_RECORDS_RESULTS = 100
 
 # Error codes worth another attempt. Any HTTP 5xx status is retried as well.
@@ -78,105 +78,6 @@ RETRYABLE_ERROR_CODES = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "ServiceUnavailable", "InternalFailure"}
 )
 STORE_NAMES = {"online": "OnlineStore", "offline": "OfflineStore"}
-TTL_UNIT_SECONDS = {"Seconds": 1, "Minutes": 60, "Hours": 3600, "Days": 86400, "Weeks": 604800}
-# The layout offline_table_sql reads. An Iceberg offline store lays its files out differently.
-OFFLINE_TABLE_FORMAT = "Glue"
-
-
-class FeatureGroupCreationError(FraudDetectionError):
-    """SageMaker failed to create a feature group, or it did not become ``Created`` in time."""
-
-    def __init__(self, name: str, reason: str):
-        super().__init__(
-            f"Feature group {name!r} was not created: {reason}. Fix the cause, delete the group "
-            "if it exists, and create it again."
-        )
-        self.name = name
-        self.reason = reason
-
-
-class RecordReadError(FraudDetectionError):
-    """BatchGetRecord left records unread after every retry, listed in ``failures``."""
-
-    def __init__(self, failures: list[tuple[str, str, str]]):
-        listed = ", ".join(f"{group}/{identifier} ({reason})" for group, identifier, reason in failures[:20])
-        more = f" and {len(failures) - 20} more" if len(failures) > 20 else ""
-        super().__init__(
-            f"BatchGetRecord failed for {len(failures)} records: {listed}{more}. "
-            "Retry the read, and lower the request rate if throttling persists."
-        )
-        self.failures = failures
-
-
-class OfflineQueryError(FraudDetectionError):
-    """An Athena query of the offline store failed, was cancelled or timed out."""
-
-    def __init__(self, query_execution_id: str, state: str, reason: str | None):
-        super().__init__(
-            f"Athena query {query_execution_id} ended {state}: {reason or 'no reason given'}. "
-            "Check the query in the Athena console and the permissions on the Glue table and S3."
-        )
-        self.query_execution_id = query_execution_id
-        self.state = state
-
-
-class AthenaQuery(Protocol):
-    """Run SQL on Athena and return the result rows, each a dict from column name to text.
-
-    Values are strings as Athena returns them, with ``None`` for NULL. The header row is left out.
-    """
-
-    def __call__(self, sql: str, *, database: str, catalog: str, output_location: str) -> list[dict[str, str | None]]:
-        ...
-
-
-@dataclass(frozen=True)
-class FeatureStoreClients:
-    """The boto3 clients of the aws backend. ``s3`` and ``athena_query`` serve the offline reads."""
-
-    sagemaker: Any
-    featurestore_runtime: Any
-    s3: Any = None
-    athena_query: AthenaQuery | None = None
-
-
-@dataclass(frozen=True)
-class SageMakerFeatureStoreConfig:
-    """Settings of the aws backend.
-
-    ``max_attempts`` counts every attempt of a call, the first included. The delay before
-    attempt ``n + 1`` is drawn uniformly from 0 to ``min(backoff_max_seconds,
-    backoff_base_seconds * 2 ** (n - 1))`` (exponential backoff with full jitter).
-    """
-
-    role_arn: str
-    offline_store_s3_uri: str
-    athena_output_s3_uri: str | None
-    cache_root: Path
-    quarantine_root: Path
-    max_workers: int = 8
-    max_attempts: int = 5
-    backoff_base_seconds: float = 0.1
-    backoff_max_seconds: float = 5.0
-    create_timeout_seconds: float = 900.0
-    delete_timeout_seconds: float = 900.0
-    poll_interval_seconds: float = 5.0
-
-    def __post_init__(self) -> None:
-        if self.max_workers < 1:
-            raise ValueError(f"Invalid max_workers {self.max_workers!r}: use 1 or more threads.")
-        if self.max_attempts < 1:
-            raise ValueError(f"Invalid max_attempts {self.max_attempts!r}: use 1 or more attempts.")
-        for name in (
-            "backoff_base_seconds",
-            "backoff_max_seconds",
-            "create_timeout_seconds",
-            "delete_timeout_seconds",
-            "poll_interval_seconds",
-        ):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value >= 0):
-                raise ValueError(f"Invalid {name} {value!r}: use a number of seconds, 0 or more.")
 
 
 @dataclass
@@ -214,7 +115,7 @@ class SageMakerFeatureStore(FeatureStore):
         Wraps ``SageMaker.Client.create_feature_group`` and polls ``describe_feature_group``
         every ``poll_interval_seconds`` for up to ``create_timeout_seconds``.
         """
-        _check_create_arguments(spec)
+        check_create_arguments(spec)
         try:
             description = self.describe_feature_group(spec.name)
         except FeatureGroupNotFoundError:
@@ -233,10 +134,10 @@ class SageMakerFeatureStore(FeatureStore):
             log.info("Feature group %s is being created by another process, waiting until it is Created", spec.name)
             description = self._wait_until_created(spec.name)
         else:
-            _raise_unless_created(spec.name, description)
+            raise_unless_created(spec.name, description)
             log.info("Feature group %s already exists", spec.name)
 
-        differences = _differences(description, spec)
+        differences = definition_differences(description, spec)
         if differences:
             raise FeatureGroupDefinitionMismatchError(spec.name, differences)
         self._specs[spec.name] = spec
@@ -245,7 +146,7 @@ class SageMakerFeatureStore(FeatureStore):
 
     def describe_feature_group(self, name: str) -> dict[str, Any]:
         """Return SageMaker's DescribeFeatureGroup response without its ``ResponseMetadata``."""
-        _check_group_name(name)
+        check_group_name(name)
         try:
             response = self.clients.sagemaker.describe_feature_group(FeatureGroupName=name)
         except ClientError as error:
@@ -312,7 +213,7 @@ class SageMakerFeatureStore(FeatureStore):
                 log.info("Feature group %s is Created", name)
                 return description
             if description is not None and status != "Creating":
-                _raise_unless_created(name, description)
+                raise_unless_created(name, description)
             if time.monotonic() >= deadline:
                 raise FeatureGroupCreationError(
                     name, f"timed out after {self.config.create_timeout_seconds} s with status {status}"
@@ -362,7 +263,7 @@ class SageMakerFeatureStore(FeatureStore):
         if unknown or not target_stores:
             raise ValueError(f"Invalid target stores {target_stores!r}: use 'online', 'offline' or both.")
         good, rejected = split_valid_rows(spec, frame)
-        good, too_long = _split_long_strings(spec, good)
+        good, too_long = split_long_strings(spec, good)
         rejected = pd.concat([rejected, too_long], ignore_index=True) if len(too_long) else rejected
         stores = [STORE_NAMES[store] for store in TARGET_STORES if store in target_stores and _has_store(spec, store)]
         if ingest_id is not None:
@@ -494,7 +395,7 @@ class SageMakerFeatureStore(FeatureStore):
             for name, record in self._batch_get(batch):
                 spec = specs[name]
                 values = typed_record(spec, record["Record"])
-                if _is_current(spec, values, record.get("ExpiresAt"), as_of):
+                if is_current(spec, values, record.get("ExpiresAt"), as_of):
                     results[name][values[spec.record_identifier]] = values
         return results
 
@@ -627,7 +528,9 @@ class SageMakerFeatureStore(FeatureStore):
             raise ValueError(
                 f"Feature group {name!r} has no ResolvedOutputS3Uri yet. Wait until it is Created."
             )
-        location = self._sync_offline_files(name, resolved)
+        if self.clients.s3 is None:
+            raise ConfigurationError("offline_table_sql on the aws backend needs an S3 client.")
+        location = sync_offline_files(self.clients.s3, self.config.cache_root, name, resolved)
         return LocalOfflineStore(self.config.cache_root).table_sql(spec, str(location))
 
     def _offline_config(self, name: str) -> dict[str, Any]:
@@ -635,63 +538,6 @@ class SageMakerFeatureStore(FeatureStore):
         if config is None:
             raise ValueError(f"Feature group {name!r} has no offline store because it was created online only.")
         return config
-
-    def _sync_offline_files(self, name: str, resolved_uri: str) -> Path:
-        """Mirror the Parquet files under ``resolved_uri`` to a local folder and return that folder.
-
-        A manifest keeps each file's ETag, so only new or changed objects are downloaded, and
-        local files whose object is gone are removed.
-        """
-        if self.clients.s3 is None:
-            raise ConfigurationError("offline_table_sql on the aws backend needs an S3 client.")
-        bucket, prefix = split_s3_uri(resolved_uri)
-        prefix = prefix.rstrip("/") + "/"
-        location = self.config.cache_root / name / hashlib.sha256(resolved_uri.encode()).hexdigest()[:16]
-        data_root = location / "data"
-        manifest_path = location / "manifest.json"
-        manifest: dict[str, str] = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-
-        listed: dict[str, str] = {}
-        paginator = self.clients.s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                relative = item["Key"][len(prefix) :]
-                if not relative.endswith(".parquet"):
-                    continue
-                if not _is_safe_relative_path(relative):
-                    log.warning("Skipped offline store object %s: its key leaves the group's folder", item["Key"])
-                    continue
-                listed[relative] = item["ETag"]
-
-        downloaded = 0
-        for relative, etag in listed.items():
-            target = data_root / relative
-            if manifest.get(relative) == etag and target.exists():
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.download")
-            try:
-                self.clients.s3.download_file(bucket, prefix + relative, str(temporary))
-                os.replace(temporary, target)
-            finally:
-                temporary.unlink(missing_ok=True)
-            manifest[relative] = etag
-            downloaded += 1
-        removed = 0
-        for relative in set(manifest) - set(listed):
-            (data_root / relative).unlink(missing_ok=True)
-            del manifest[relative]
-            removed += 1
-
-        location.mkdir(parents=True, exist_ok=True)
-        temporary_manifest = manifest_path.with_suffix(".json.tmp")
-        temporary_manifest.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        os.replace(temporary_manifest, manifest_path)
-        log.info(
-            "Synced the offline store of %s from %s: %d files downloaded, %d unchanged, %d removed",
-            name, resolved_uri, downloaded, len(listed) - downloaded, removed,
-        )
-        return location
 
     # Helpers
 
@@ -726,315 +572,7 @@ class SageMakerFeatureStore(FeatureStore):
         return self._random.uniform(0, ceiling)
 
 
-# Conversions between typed values and SageMaker's ValueAsString
-
-
-def records_from_frame(spec: FeatureGroupSpec, frame: pd.DataFrame) -> list[list[dict[str, str]]]:
-    """Convert typed rows to PutRecord ``Record`` lists, leaving out missing values.
-
-    Integral values become decimal integers and Fractional values the shortest text that
-    parses back to the same float (``repr``), so values round-trip exactly.
-    """
-    columns: list[tuple[str, list[str | None]]] = []
-    for feature in spec.features:
-        if feature.name not in frame.columns:
-            continue
-        values = frame[feature.name].astype(object).tolist()
-        present = frame[feature.name].notna().tolist()
-        if feature.type is FeatureType.INTEGRAL:
-            texts = [str(int(value)) if keep else None for value, keep in zip(values, present)]
-        elif feature.type is FeatureType.FRACTIONAL:
-            texts = [repr(float(value)) if keep else None for value, keep in zip(values, present)]
-        else:
-            texts = [str(value) if keep else None for value, keep in zip(values, present)]
-        columns.append((feature.name, texts))
-    return [
-        [{"FeatureName": name, "ValueAsString": texts[row]} for name, texts in columns if texts[row] is not None]
-        for row in range(len(frame))
-    ]
-
-
-def typed_record(spec: FeatureGroupSpec, record: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Convert a ``Record`` list to a dict of every feature, ``None`` where a value is missing."""
-    texts = {value["FeatureName"]: value.get("ValueAsString") for value in record}
-    return {feature.name: parse_value(feature.type, texts.get(feature.name)) for feature in spec.features}
-
-
-def parse_value(feature_type: FeatureType, text: str | None) -> Any:
-    if text is None:
-        return None
-    if feature_type is FeatureType.INTEGRAL:
-        return int(text)
-    if feature_type is FeatureType.FRACTIONAL:
-        return float(text)
-    return text
-
-
-def identifier_as_string(spec: FeatureGroupSpec, value: Any) -> str:
-    """Return a record identifier as SageMaker's ValueAsString, or raise ``ValueError`` if invalid."""
-    feature = spec.feature(spec.record_identifier)
-    if feature.type is FeatureType.INTEGRAL:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-            raise ValueError(
-                f"Invalid record identifier {value!r} for feature group {spec.name!r}: "
-                f"{spec.record_identifier!r} is Integral, so give an int."
-            )
-        return str(int(value))
-    if not isinstance(value, str):
-        raise ValueError(
-            f"Invalid record identifier {value!r} for feature group {spec.name!r}: "
-            f"{spec.record_identifier!r} is String, so give a str."
-        )
-    if len(value) > MAX_VALUE_LENGTH:
-        raise ValueError(
-            f"Invalid record identifier of {len(value)} characters for feature group {spec.name!r}: "
-            f"SageMaker allows at most {MAX_VALUE_LENGTH}."
-        )
-    return value
-
-
-def iso_event_time(seconds: float) -> str:
-    """Format epoch seconds as SageMaker's ``yyyy-MM-dd'T'HH:mm:ss.SSSZ`` event time.
-
-    NOTE: the format has millisecond resolution, so the time is rounded up to the next
-    millisecond. A delete then never falls before a record written at ``seconds``.
-    """
-    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not math.isfinite(seconds):
-        raise ValueError(f"Invalid event time {seconds!r}: give finite seconds since the Unix epoch.")
-    milliseconds = math.ceil(round(float(seconds) * 1000, 6))
-    moment = datetime.fromtimestamp(milliseconds / 1000, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{milliseconds % 1000:03d}Z"
-
-
-def _is_current(spec: FeatureGroupSpec, values: dict[str, Any], expires_at: str | None, as_of: float) -> bool:
-    """Apply the contract's TTL rule: a record is current while ``as_of < event_time + ttl``.
-
-    The group's TTL decides. A record-level ``ExpiresAt`` counts only in a group without one.
-    """
-    if spec.ttl is not None:
-        return as_of < values[spec.event_time_feature] + spec.ttl.total_seconds()
-    if expires_at:
-        return as_of < datetime.fromisoformat(expires_at).timestamp()
-    return True
-
-
-def _split_long_strings(spec: FeatureGroupSpec, good: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Move rows with a String value longer than SageMaker's ValueAsString limit aside."""
-    reasons = pd.Series("", index=good.index, dtype="object")
-    for feature in spec.features:
-        if feature.type is FeatureType.STRING and feature.name in good.columns:
-            too_long = good[feature.name].str.len().fillna(0) > MAX_VALUE_LENGTH
-            reasons[too_long & (reasons == "")] = (
-                f"{feature.name}: longer than {MAX_VALUE_LENGTH} characters, SageMaker's maximum"
-            )
-    bad = reasons != ""
-    rejected = good[bad].copy()
-    rejected[REJECT_REASON] = reasons[bad]
-    return good[~bad].reset_index(drop=True), rejected
-
-
-# The offline store
-
-
-def offline_query_sql(
-    spec: FeatureGroupSpec, catalog: dict[str, str], *, start: float | None = None, end: float | None = None
-) -> str:
-    """Return the Athena SQL of the group's latest, non-deleted records with ``start <= event_time < end``.
-
-    Glue stores column names in lower case, so the query uses lower-case names.
-    NOTE: the query has no predicate on the year/month/day/hour partitions, so Athena reads
-    the whole table. Add one if scan costs matter.
-    """
-    columns = ", ".join(_quote(feature.name.lower()) for feature in spec.features)
-    identifier = _quote(spec.record_identifier.lower())
-    event_time = _quote(spec.event_time_feature.lower())
-    conditions = []
-    for value, operator in ((start, ">="), (end, "<")):
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-            raise ValueError(f"Invalid time bound {value!r}: give finite seconds since the Unix epoch.")
-        conditions.append(f"{event_time} {operator} {float(value)!r}")
-    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    table = f"{_quote(catalog['Database'])}.{_quote(catalog['TableName'])}"
-    return (
-        f"SELECT {columns} FROM (SELECT *, row_number() OVER (PARTITION BY {identifier}, {event_time} "
-        f"ORDER BY write_time DESC, api_invocation_time DESC) AS version_rank FROM {table}{where}) AS versions "
-        f"WHERE version_rank = 1 AND NOT is_deleted ORDER BY {event_time}, {identifier}"
-    )
-
-
-def frame_from_rows(spec: FeatureGroupSpec, rows: list[dict[str, str | None]]) -> pd.DataFrame:
-    """Build a typed frame of the group's features from Athena's text rows."""
-    data = {}
-    for feature in spec.features:
-        column = feature.name.lower()
-        values = [parse_value(feature.type, row.get(column, row.get(feature.name))) for row in rows]
-        data[feature.name] = pd.Series(values, dtype=PANDAS_TYPES[feature.type])
-    return pd.DataFrame(data)
-
-
-def rows_from_result_pages(pages: Iterable[dict[str, Any]]) -> list[dict[str, str | None]]:
-    """Convert GetQueryResults pages of a SELECT to dicts from column name to text.
-
-    Athena returns the header as the first row of the first page, which is left out.
-    """
-    rows: list[dict[str, str | None]] = []
-    columns: list[str] | None = None
-    for page in pages:
-        result_set = page["ResultSet"]
-        page_rows = result_set.get("Rows", [])
-        if columns is None:
-            columns = [column["Name"] for column in result_set["ResultSetMetadata"]["ColumnInfo"]]
-            page_rows = page_rows[1:]
-        for row in page_rows:
-            rows.append(dict(zip(columns, (datum.get("VarCharValue") for datum in row["Data"]))))
-    return rows
-
-
-class AthenaQueryRunner:
-    """Run offline store queries with a boto3 Athena client.
-
-    Wraps ``Athena.Client.start_query_execution``, polls ``get_query_execution`` every
-    ``poll_interval_seconds`` and reads the rows with the ``get_query_results`` paginator.
-    """
-
-    def __init__(
-        self,
-        client: Any,
-        *,
-        workgroup: str = "primary",
-        poll_interval_seconds: float = 1.0,
-        timeout_seconds: float = 900.0,
-        sleep: Callable[[float], None] = time.sleep,
-    ):
-        self.client = client
-        self.workgroup = workgroup
-        self.poll_interval_seconds = poll_interval_seconds
-        self.timeout_seconds = timeout_seconds
-        self._sleep = sleep
-
-    def __call__(self, sql: str, *, database: str, catalog: str, output_location: str) -> list[dict[str, str | None]]:
-        execution_id = self.client.start_query_execution(
-            QueryString=sql,
-            QueryExecutionContext={"Database": database, "Catalog": catalog},
-            ResultConfiguration={"OutputLocation": output_location},
-            WorkGroup=self.workgroup,
-        )["QueryExecutionId"]
-        log.info("Started Athena query %s on %s.%s", execution_id, catalog, database)
-        deadline = time.monotonic() + self.timeout_seconds
-        while True:
-            status = self.client.get_query_execution(QueryExecutionId=execution_id)["QueryExecution"]["Status"]
-            state = status["State"]
-            if state == "SUCCEEDED":
-                break
-            if state in ("FAILED", "CANCELLED"):
-                raise OfflineQueryError(execution_id, state, status.get("StateChangeReason"))
-            if time.monotonic() >= deadline:
-                raise OfflineQueryError(execution_id, state, f"still {state} after {self.timeout_seconds} s")
-            self._sleep(self.poll_interval_seconds)
-        pages = self.client.get_paginator("get_query_results").paginate(QueryExecutionId=execution_id)
-        return rows_from_result_pages(pages)
-
-
-def default_clients(region: str | None) -> FeatureStoreClients:
-    """Build the clients from boto3's default session, or raise ``ConfigurationError`` without a region."""
-    import boto3
-
-    session = boto3.session.Session(region_name=region)
-    if session.region_name is None:
-        raise ConfigurationError(
-            "No AWS region for the aws backend: set AWS_DEFAULT_REGION or a region in the AWS config file."
-        )
-    return FeatureStoreClients(
-        sagemaker=session.client("sagemaker"),
-        featurestore_runtime=session.client("sagemaker-featurestore-runtime"),
-        s3=session.client("s3"),
-        athena_query=AthenaQueryRunner(session.client("athena")),
-    )
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """Return (bucket, key prefix) of an ``s3://bucket/prefix`` URI."""
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    if not uri.startswith("s3://") or not bucket:
-        raise ValueError(f"Invalid S3 URI {uri!r}: use s3://bucket/prefix.")
-    return bucket, prefix
-
-
-# Checks and small helpers
-
-
-def _check_group_name(name: Any) -> None:
-    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or not FEATURE_GROUP_NAME_PATTERN.fullmatch(name):
-        raise ValueError(
-            f"Invalid feature group name {name!r}: use 1-64 letters or digits, with '-' or '_' only between them."
-        )
-
-
-def _check_create_arguments(spec: FeatureGroupSpec) -> None:
-    """Check what ``FeatureGroupSpec`` does not: the limits SageMaker puts on descriptions and tags."""
-    problems = []
-    if len(spec.description) > MAX_DESCRIPTION_LENGTH:
-        problems.append(
-            f"description of {len(spec.description)} characters, SageMaker allows at most {MAX_DESCRIPTION_LENGTH}"
-        )
-    for key, value in spec.tags.items():
-        if not 1 <= len(key) <= MAX_TAG_KEY_LENGTH:
-            problems.append(f"tag key {key!r} must be 1-{MAX_TAG_KEY_LENGTH} characters")
-        if len(value) > MAX_TAG_VALUE_LENGTH:
-            problems.append(f"tag value of {key!r} is longer than {MAX_TAG_VALUE_LENGTH} characters")
-    if problems:
-        raise ValueError(f"Invalid feature group {spec.name!r} for SageMaker: " + ", ".join(problems) + ".")
-
-
-def _raise_unless_created(name: str, description: dict[str, Any]) -> None:
-    status = description.get("FeatureGroupStatus")
-    if status == "CreateFailed":
-        raise FeatureGroupCreationError(name, f"CreateFailed: {description.get('FailureReason', 'no reason given')}")
-    if status != "Created":
-        raise FeatureGroupCreationError(name, f"its status is {status}")
-
-
-def _differences(description: dict[str, Any], spec: FeatureGroupSpec) -> list[str]:
-    """List how an existing group differs from ``spec``, in the local store's wording."""
-    differences = []
-    for key, expected in (
-        ("RecordIdentifierFeatureName", spec.record_identifier),
-        ("EventTimeFeatureName", spec.event_time_feature),
-    ):
-        if description.get(key) != expected:
-            differences.append(f"{key} is {description.get(key)!r}, requested {expected!r}")
-    definitions = [
-        {key: value for key, value in definition.items() if key in ("FeatureName", "FeatureType", "CollectionType")}
-        for definition in description.get("FeatureDefinitions", [])
-    ]
-    if definitions != spec.feature_definitions():
-        differences.append(f"FeatureDefinitions is {definitions!r}, requested {spec.feature_definitions()!r}")
-
-    online = description.get("OnlineStoreConfig") or {}
-    actual_online = {"EnableOnlineStore": bool(online.get("EnableOnlineStore", False))}
-    if online.get("TtlDuration"):
-        actual_online["TtlDuration"] = online["TtlDuration"]
-    requested_online = spec.online_store_config()
-    if _online_key(actual_online) != _online_key(requested_online):
-        differences.append(f"OnlineStoreConfig is {actual_online!r}, requested {requested_online!r}")
-
-    offline = description.get("OfflineStoreConfig")
-    if (offline is not None) != spec.offline:
-        differences.append(f"offline store enabled is {not spec.offline}, requested {spec.offline}")
-    elif offline is not None and offline.get("TableFormat", OFFLINE_TABLE_FORMAT) not in (OFFLINE_TABLE_FORMAT, "Default"):
-        differences.append(
-            f"OfflineStoreConfig.TableFormat is {offline['TableFormat']!r}, requested {OFFLINE_TABLE_FORMAT!r}"
-        )
-    return differences
-
-
-def _online_key(config: dict[str, Any]) -> tuple[bool, int | None]:
-    """Return (enabled, TTL in seconds), so 14 Days and 2 Weeks compare equal."""
-    ttl = config.get("TtlDuration")
-    seconds = ttl["Value"] * TTL_UNIT_SECONDS[ttl["Unit"]] if ttl else None
-    return bool(config.get("EnableOnlineStore")), seconds
+# Small helpers
 
 
 def _has_store(spec: FeatureGroupSpec, store: str) -> bool:
@@ -1056,12 +594,3 @@ def _error_message(error: ClientError) -> str:
 def _is_retryable(error: ClientError) -> bool:
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
     return _error_code(error) in RETRYABLE_ERROR_CODES or status >= 500
-
-
-def _is_safe_relative_path(relative: str) -> bool:
-    path = PurePosixPath(relative)
-    return not path.is_absolute() and ".." not in path.parts and bool(path.parts)
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
