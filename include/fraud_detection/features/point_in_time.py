@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from fraud_detection.features.catalog import CARD_WEEKLY, TERMINAL_WEEKLY
 from fraud_detection.features.request import request_feature_columns
@@ -71,7 +72,8 @@ def build_feature_frame(source_database: Path, store: FeatureStore, start: datet
     ts_ms = history["ts_ms"][rows]
     columns.update(batch_feature_columns(store, columns["card_id"], columns["terminal_id"], ts_ms))
     columns.update(request_feature_columns(columns))
-    frame = pd.DataFrame(columns)
+    # Arrow's split_blocks keeps one block per column, so no array is copied to consolidate them.
+    frame = pa.table(columns).to_pandas(split_blocks=True)
     log.info("Built point-in-time features for %d transactions in [%s, %s)", len(frame), start, end)
     return frame
 
@@ -100,13 +102,18 @@ def _batch_columns(
     """Join each transaction to its group's latest record at or before it, honouring the TTL."""
     record_ms = np.round(records[spec.event_time_feature].astype("float64") * 1000).astype(np.int64)
     index = asof_indices(records[spec.record_identifier], record_ms, entities, ts_ms)
-    event_time = np.where(index >= 0, records[spec.event_time_feature].astype("float64")[index.clip(0)], np.nan)
     available = index >= 0
+    if not len(record_ms):
+        return {name: np.full(len(ts_ms), np.nan) for name in [f"{prefix}_event_time", *(f.name for f in spec.value_features)]}
+    # Rows without a record take row 0's values, which the mask below then blanks.
+    rows = index.clip(0)
+    event_time = records[spec.event_time_feature].astype("float64")[rows]
     if spec.ttl is not None:
         # The online store's rule: a record is current while as_of < event_time + ttl.
         available &= ts_ms.astype("float64") / 1000.0 < event_time + spec.ttl.total_seconds()
     columns = {f"{prefix}_event_time": np.where(available, event_time, np.nan)}
     for feature in spec.value_features:
-        values = records[feature.name].astype("float64")
-        columns[feature.name] = np.where(available, values[index.clip(0)] if len(values) else np.nan, np.nan)
+        values = records[feature.name].astype("float64", copy=False)[rows]
+        values[~available] = np.nan
+        columns[feature.name] = values
     return columns

@@ -8,7 +8,6 @@ shared across hosts and has no replication.
 from __future__ import annotations
 
 import logging
-import math
 import sqlite3
 import threading
 from pathlib import Path
@@ -124,19 +123,8 @@ class LocalOnlineStore:
 
 
 def _rows(frame: pd.DataFrame, write_time: float) -> list[tuple]:
-    """Convert a typed frame to SQLite rows, with missing values as NULL."""
-    columns = []
-    for name in frame.columns:
-        values = frame[name].astype(object).where(frame[name].notna(), None).tolist()
-        columns.append([_plain(v) for v in values])
-    return [(*row, write_time) for row in zip(*columns)]
-
-
-def _plain(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if hasattr(value, "item"):
-        return value.item()
-    return value
+    """Convert a typed frame to SQLite rows of Python values, with missing values as NULL."""
+    # na_value also replaces NaN in float columns, so every missing value becomes None.
+    columns = [frame[name].to_numpy(dtype=object, na_value=None).tolist() for name in frame.columns]
+    columns.append([write_time] * len(frame))
+    return list(zip(*columns))

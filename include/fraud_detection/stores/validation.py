@@ -52,6 +52,9 @@ def split_valid_rows(spec: FeatureGroupSpec, frame: pd.DataFrame) -> tuple[pd.Da
 
 def _convert(values: pd.Series, feature_type: FeatureType) -> tuple[pd.Series, pd.Series]:
     """Convert a column; return the converted values and a mask of values that failed."""
+    fast = _convert_native(values, feature_type)
+    if fast is not None:
+        return fast
     present = values.notna()
     if feature_type is FeatureType.STRING:
         return values.astype("string"), pd.Series(False, index=values.index)
@@ -64,6 +67,20 @@ def _convert(values: pd.Series, feature_type: FeatureType) -> tuple[pd.Series, p
     fractional_part = numbers.fillna(0) % 1 != 0
     bad |= present & fractional_part
     return numbers.where(~bad).astype("Int64"), bad
+
+
+def _convert_native(values: pd.Series, feature_type: FeatureType) -> tuple[pd.Series, pd.Series] | None:
+    """Convert a column that already has a numeric dtype without parsing; None for other dtypes."""
+    no_failures = pd.Series(False, index=values.index)
+    if feature_type is FeatureType.INTEGRAL and pd.api.types.is_integer_dtype(values.dtype):
+        return values.astype("Int64"), no_failures
+    if feature_type is FeatureType.FRACTIONAL and pd.api.types.is_float_dtype(values.dtype):
+        numbers = values.astype("float64")
+        bad = pd.Series(np.isinf(numbers.to_numpy()), index=values.index)
+        return (numbers.where(~bad) if bad.any() else numbers), bad
+    if feature_type is FeatureType.FRACTIONAL and pd.api.types.is_integer_dtype(values.dtype):
+        return values.astype("float64"), no_failures
+    return None
 
 
 def write_quarantine(root: Path, group_name: str, ingest_id: str | None, rejected: pd.DataFrame) -> Path:
