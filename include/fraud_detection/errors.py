@@ -18,8 +18,8 @@ class SourceDataError(FraudDetectionError):
 class FeatureGroupNotFoundError(FraudDetectionError):
     def __init__(self, name: str):
         super().__init__(
-            f"Feature group {name!r} not found. Create it first "
-            "(CreateFeatureGroupOperator or FeatureStore.create_feature_group)."
+            f"Feature group {name!r} not found. Check the name (the declared groups are listed in "
+            "docs/features.md), or create it first with CreateFeatureGroupOperator."
         )
         self.name = name
 

@@ -100,6 +100,8 @@ class IngestFeatureGroupOperator(_FeatureGroupOperator):
         super().__init__(**kwargs)
         if not 0.0 <= max_rejected_ratio <= 1.0:
             raise ValueError(f"Invalid max_rejected_ratio {max_rejected_ratio!r}: use a share from 0 to 1.")
+        if isinstance(target_stores, str):
+            target_stores = (target_stores,)
         unknown = set(target_stores) - {"online", "offline"}
         if unknown or not target_stores:
             raise ValueError(f"Invalid target_stores {target_stores!r}: use 'online', 'offline' or both.")
@@ -110,11 +112,15 @@ class IngestFeatureGroupOperator(_FeatureGroupOperator):
 
     def execute(self, context) -> dict[str, Any]:
         from fraud_airflow.task_errors import fail_without_retry
+        from fraud_detection.errors import FeatureGroupNotFoundError
 
         store = self.hook.get_store()
         written = rejected = 0
         quarantine_paths: list[str] = []
-        for ingest_id, frame in self._frames():
+        with fail_without_retry(FileNotFoundError, FeatureGroupNotFoundError):
+            store.describe_feature_group(self.feature_group_name)
+            files = self._source_files()
+        for ingest_id, frame in self._frames(files):
             result = store.ingest(self.feature_group_name, frame, ingest_id=ingest_id, target_stores=self.target_stores)
             written += result.records_written
             rejected += result.records_rejected
@@ -137,20 +143,27 @@ class IngestFeatureGroupOperator(_FeatureGroupOperator):
             "target_stores": list(self.target_stores),
         }
 
-    def _frames(self):
-        """Yield (ingest id, rows) for each source file, in name order."""
+    def _source_files(self) -> list:
+        """Return the Parquet files to ingest, in name order; raise if there are none."""
         from pathlib import Path
-
-        import pandas as pd
 
         source = Path(self.source_path)
         files = sorted(source.glob("*.parquet")) if source.is_dir() else [source]
         if not files or not all(f.is_file() for f in files):
             raise FileNotFoundError(f"No Parquet file at {self.source_path}; give a Parquet file or a folder of them.")
+        return files
+
+    def _frames(self, files: list):
+        """Yield (ingest id, rows) for each source file."""
+        from pathlib import Path
+
+        import pandas as pd
+
+        from_folder = Path(self.source_path).is_dir()
         for path in files:
             self.log.info("Ingesting %s into %s", path, self.feature_group_name)
             # Each file of a folder gets its own id, so a rerun replaces exactly what it wrote.
-            ingest_id = self.ingest_id if not source.is_dir() or not self.ingest_id else f"{self.ingest_id}-{path.stem}"
+            ingest_id = f"{self.ingest_id}-{path.stem}" if from_folder and self.ingest_id else self.ingest_id
             yield ingest_id, pd.read_parquet(path)
 
 
@@ -158,9 +171,10 @@ class GetFeatureRecordsOperator(BaseOperator):
     """Read online records of one or more feature groups, as SageMaker's BatchGetRecord does.
 
     :param identifiers: mapping of feature group name to a list of record identifiers
-        (templated). The ``aws`` backend sends at most 100 identifiers per call.
-    :param as_of: time of the read, in seconds since the epoch, for the TTL (templated);
-        default: now.
+        (templated; a rendered JSON string is parsed). The ``aws`` backend sends at most 100
+        identifiers per call.
+    :param as_of: time of the read for the TTL, as seconds since the epoch or an ISO 8601
+        time (templated, so ``{{ data_interval_end }}`` works); default: now.
     :return: ``{group: {identifier as string: record}}`` for the records found.
     """
 
@@ -177,11 +191,57 @@ class GetFeatureRecordsOperator(BaseOperator):
         self.aws_conn_id = aws_conn_id
 
     def execute(self, context) -> dict[str, dict[str, dict]]:
-        as_of = float(self.as_of) if self.as_of not in (None, "", "None") else None
-        records = FeatureStoreHook(aws_conn_id=self.aws_conn_id).get_store().get_records(self.identifiers, as_of=as_of)
+        from fraud_airflow.task_errors import fail_without_retry
+        from fraud_detection.errors import FeatureGroupNotFoundError
+
+        with fail_without_retry(ValueError, FeatureGroupNotFoundError):
+            identifiers = _identifier_lists(self.identifiers)
+            as_of = _epoch_seconds(self.as_of, "as_of")
+            records = FeatureStoreHook(aws_conn_id=self.aws_conn_id).get_store().get_records(identifiers, as_of=as_of)
         for name, found in records.items():
-            self.log.info("Found %d of %d records in %s", len(found), len(self.identifiers[name]), name)
+            self.log.info("Found %d of %d records in %s", len(found), len(identifiers[name]), name)
         return {name: {str(key): value for key, value in found.items()} for name, found in records.items()}
+
+
+def _identifier_lists(identifiers) -> dict[str, list]:
+    """Return ``{group: [identifiers]}`` from a mapping or its JSON text; raise ValueError otherwise."""
+    import json
+
+    if isinstance(identifiers, str):
+        try:
+            identifiers = json.loads(identifiers)
+        except json.JSONDecodeError:
+            raise ValueError(
+                f"Invalid identifiers {identifiers!r}: give {{feature group name: [record identifiers]}}, "
+                "or JSON text of it."
+            ) from None
+    if not isinstance(identifiers, dict) or not identifiers:
+        raise ValueError(f"Invalid identifiers {identifiers!r}: give {{feature group name: [record identifiers]}}.")
+    for name, values in identifiers.items():
+        if not isinstance(values, (list, tuple)):
+            raise ValueError(f"Invalid identifiers for {name!r}: {values!r} is not a list of record identifiers.")
+    return {name: list(values) for name, values in identifiers.items()}
+
+
+def _epoch_seconds(value, parameter: str) -> float | None:
+    """Read a time given as epoch seconds or ISO 8601 (UTC unless it has an offset)."""
+    from datetime import datetime, timezone
+
+    if value is None or value in ("", "None"):
+        return None
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        pass
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"Invalid {parameter} {value!r}: give seconds since the epoch or an ISO 8601 time such as 2018-06-20T00:00:00Z."
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
 class QueryOfflineStoreOperator(_FeatureGroupOperator):
@@ -207,21 +267,25 @@ class QueryOfflineStoreOperator(_FeatureGroupOperator):
 
     def execute(self, context) -> dict[str, Any]:
         import os
-        from datetime import datetime, timezone
         from pathlib import Path
 
         from fraud_airflow.task_errors import fail_without_retry
 
-        with fail_without_retry(ValueError):
-            start, end = (datetime.fromisoformat(v.replace("Z", "+00:00")) for v in (self.start, self.end))
-            start, end = (v if v.tzinfo else v.replace(tzinfo=timezone.utc) for v in (start, end))
+        from fraud_detection.errors import FeatureGroupNotFoundError
+
+        with fail_without_retry(ValueError, FeatureGroupNotFoundError):
+            start, end = _epoch_seconds(self.start, "start"), _epoch_seconds(self.end, "end")
+            if start is None or end is None:
+                raise ValueError(f"Invalid range {self.start!r} to {self.end!r}: give both start and end.")
             if end <= start:
                 raise ValueError(f"Invalid range: end {self.end} must be after start {self.start}.")
-        frame = self.hook.get_store().read_offline(self.feature_group_name, start=start.timestamp(), end=end.timestamp())
+            frame = self.hook.get_store().read_offline(self.feature_group_name, start=start, end=end)
         target = Path(self.output_path)
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.{os.getpid()}.inprogress")
         frame.to_parquet(temporary, index=False)
         os.replace(temporary, target)
-        self.log.info("Wrote %d records of %s from %s to %s into %s", len(frame), self.feature_group_name, start, end, target)
+        self.log.info(
+            "Wrote %d records of %s from %s to %s into %s", len(frame), self.feature_group_name, self.start, self.end, target
+        )
         return {"output_path": str(target), "records": int(len(frame))}

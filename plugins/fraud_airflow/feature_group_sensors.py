@@ -23,6 +23,9 @@ class FeatureGroupCreatedSensor(BaseSensorOperator):
     template_fields: Sequence[str] = ("feature_group_name",)
 
     def __init__(self, *, feature_group_name: str, aws_conn_id: str | None = "aws_default", **kwargs) -> None:
+        # SageMaker creates a group in minutes: an hour, not Airflow's week, before giving up.
+        kwargs.setdefault("timeout", 60 * 60)
+        kwargs.setdefault("poke_interval", 30)
         super().__init__(**kwargs)
         self.feature_group_name = feature_group_name
         self.aws_conn_id = aws_conn_id

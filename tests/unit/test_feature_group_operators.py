@@ -112,7 +112,7 @@ def test_ingest_missing_source_raises(tmp_path):
     _create()
     operator = IngestFeatureGroupOperator(task_id="ingest", feature_group_name=GROUP, source_path=str(tmp_path / "none"))
 
-    with pytest.raises(FileNotFoundError, match="No Parquet file"):
+    with pytest.raises(AirflowFailException, match="No Parquet file"):
         operator.execute({})
 
 
@@ -152,3 +152,40 @@ def test_describe_and_delete():
 def test_ingest_rejects_unknown_target_store():
     with pytest.raises(ValueError, match="target_stores"):
         IngestFeatureGroupOperator(task_id="ingest", feature_group_name=GROUP, source_path="x", target_stores=("cache",))
+
+
+def test_get_records_accepts_json_and_iso_time(tmp_path):
+    _create()
+    _records(range(3)).to_parquet(tmp_path / "week.parquet")
+    IngestFeatureGroupOperator(task_id="ingest", feature_group_name=GROUP, source_path=str(tmp_path / "week.parquet")).execute({})
+
+    records = GetFeatureRecordsOperator(
+        task_id="get", identifiers='{"terminal-weekly-aggregates": [0, 2]}', as_of="2018-04-20T00:00:00Z"
+    ).execute({})
+
+    assert sorted(records[GROUP]) == ["0", "2"]
+
+
+@pytest.mark.parametrize(
+    ("identifiers", "as_of", "message"),
+    [
+        ({GROUP: 0}, None, "is not a list"),
+        ("not json", None, "Invalid identifiers"),
+        ({GROUP: [0]}, "2018-13-01", "Invalid as_of"),
+        ({"no-such-group": [0]}, None, "not found"),
+    ],
+)
+def test_get_records_bad_input_fails_without_retry(identifiers, as_of, message):
+    _create()
+    operator = GetFeatureRecordsOperator(task_id="get", identifiers=identifiers, as_of=as_of)
+
+    with pytest.raises(AirflowFailException, match=message):
+        operator.execute({})
+
+
+def test_ingest_unknown_group_fails_without_retry(tmp_path):
+    _records(range(2)).to_parquet(tmp_path / "week.parquet")
+    operator = IngestFeatureGroupOperator(task_id="ingest", feature_group_name=GROUP, source_path=str(tmp_path / "week.parquet"))
+
+    with pytest.raises(AirflowFailException, match="not found"):
+        operator.execute({})

@@ -96,8 +96,10 @@ CARD_RECENT_ACTIVITY = FeatureGroupSpec(
         Feature(
             "recent_transactions",
             S,
-            "JSON: the card's transactions inside the longest window plus the allowed lateness, "
-            "and the latest one before them, as [transaction id, epoch milliseconds, amount in cents].",
+            'JSON object {"events": [...], "anchor": [...]}. The events are the card\'s transactions '
+            "within the processor's retention (by default the longest window plus twice the allowed "
+            "lateness, before the latest event time seen), the anchor is the latest transaction before "
+            "them, each as [epoch milliseconds, transaction id, amount in cents].",
         ),
         Feature("transaction_count", I, "Transactions of the card the processor has accepted so far."),
     ),
