@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from fraud_detection.data.source import TABLE_DDL
 from fraud_detection.features import batch
 from fraud_detection.features.catalog import CARD_WINDOWS_DAYS, LABELLED_WINDOWS_DAYS, TERMINAL_WINDOWS_DAYS
+from fraud_detection.features.vectorized import asof_indices
 from fraud_detection.features.streaming import WINDOW_MS, CardActivity, streaming_features, streaming_features_columns
 
 DAY_MS = 86_400_000
@@ -177,3 +178,21 @@ def test_terminal_aggregates_honour_label_delay(transactions, delay):
             assert record[f"terminal_fraud_count_{days}d"] == labelled["label"].sum()
             expected_rate = labelled["label"].mean() if len(labelled) else None
             assert _close(record[f"terminal_fraud_rate_{days}d"], expected_rate)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    record_ids=st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=20),
+    query_ids=st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=20),
+)
+def test_asof_large_identifiers_match_brute_force(record_ids, query_ids):
+    # Identifiers far apart or negative take the sorted path instead of the lookup table.
+    record_times = np.arange(len(record_ids), dtype=np.int64) * 10
+    query_times = np.arange(len(query_ids), dtype=np.int64) * 7
+
+    found = asof_indices(np.array(record_ids), record_times, np.array(query_ids), query_times)
+
+    for row, (entity, time) in enumerate(zip(query_ids, query_times)):
+        candidates = [i for i, (e, t) in enumerate(zip(record_ids, record_times)) if e == entity and t <= time]
+        expected = max(candidates, key=lambda i: (record_times[i], i)) if candidates else -1
+        assert found[row] == expected

@@ -18,23 +18,30 @@ class KeySpace:
     """Map (entity, time) pairs of several arrays into one ordered int64 key space."""
 
     def __init__(self, entity_arrays: list[np.ndarray], time_arrays: list[np.ndarray], *, lookback: int = 0):
-        self.entities = np.unique(np.concatenate([np.asarray(a, dtype=np.int64) for a in entity_arrays]))
+        arrays = [np.asarray(a, dtype=np.int64) for a in entity_arrays if len(a)]
+        low_entity = min((int(a.min()) for a in arrays), default=0)
+        high_entity = max((int(a.max()) for a in arrays), default=-1)
+        self._table = None
+        if low_entity >= 0 and high_entity < 64 * sum(len(a) for a in arrays) + 1024:
+            # Small non-negative identifiers (the usual case) rank through a lookup table, no sort.
+            present = np.zeros(high_entity + 1, dtype=bool)
+            for values in arrays:
+                present[values] = True
+            self._table = np.cumsum(present, dtype=np.int64) - 1
+            entity_count = int(present.sum())
+        else:
+            self.entities = np.unique(np.concatenate(arrays)) if arrays else np.empty(0, dtype=np.int64)
+            entity_count = len(self.entities)
         times = [np.asarray(t, dtype=np.int64) for t in time_arrays if len(t)]
         low = min((int(t.min()) for t in times), default=0)
         high = max((int(t.max()) for t in times), default=0)
         self.origin = low - lookback
         self.span = high - self.origin + 1
-        if len(self.entities) and (len(self.entities) + 1) > INT64_MAX // max(self.span, 1):
+        if entity_count and (entity_count + 1) > INT64_MAX // max(self.span, 1):
             raise OverflowError(
-                f"{len(self.entities)} entities over a span of {self.span} time units do not fit in int64 keys; "
+                f"{entity_count} entities over a span of {self.span} time units do not fit in int64 keys; "
                 "build the frame in shorter periods."
             )
-
-        # Small non-negative identifiers (the usual case) rank through a lookup table.
-        self._table = None
-        if len(self.entities) and self.entities[0] >= 0 and self.entities[-1] < 8 * len(self.entities) + 1024:
-            self._table = np.zeros(int(self.entities[-1]) + 1, dtype=np.int64)
-            self._table[self.entities] = np.arange(len(self.entities))
 
     def rank(self, entities: np.ndarray) -> np.ndarray:
         entities = np.asarray(entities, dtype=np.int64)
