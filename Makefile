@@ -63,3 +63,15 @@ stop-endpoint: install
 ## Remove the virtualenv and all local state in var/.
 clean:
 	rm -rf $(VENV) var
+
+## Create .venv-feast with Feast 0.67.0, the peer that the benchmarks in bench/ run against.
+# Feast needs pandas < 3 and the project pandas 3, so the peer gets its own virtualenv. The
+# benchmarks start it as a subprocess (.venv-feast/bin/python bench/feast_peer.py).
+.PHONY: bench-feast
+bench-feast: bench/requirements-feast.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
+	test -x .venv-feast/bin/python || $(PYTHON) -m venv .venv-feast
+	@echo '*' > .venv-feast/.gitignore
+	.venv-feast/bin/python -m pip install --quiet --upgrade pip
+	.venv-feast/bin/python -m pip install --quiet -r bench/requirements-feast.txt
+	.venv-feast/bin/python -c 'import feast, pandas; print(f"feast {feast.__version__}, pandas {pandas.__version__} in .venv-feast")'
