@@ -15,6 +15,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -64,8 +65,11 @@ class LocalOfflineStore:
         table["write_time"] = pd.Timestamp(write_time).as_unit("us")
         table["api_invocation_time"] = pd.Timestamp(write_time).as_unit("us")
         table["is_deleted"] = is_deleted
-        event_time = pd.to_datetime(table[spec.event_time_feature], unit="s", utc=True)
-        partitions = event_time.dt.strftime("year=%Y/month=%m/day=%d/hour=%H")
+        # Format each distinct hour once: a weekly ingest has a single event time.
+        hours = (table[spec.event_time_feature].to_numpy(dtype="float64") // 3600).astype("int64")
+        distinct, positions = np.unique(hours, return_inverse=True)
+        names = pd.to_datetime(distinct * 3600, unit="s", utc=True).strftime("year=%Y/month=%m/day=%d/hour=%H")
+        partitions = pd.Series(np.asarray(names)[positions], index=table.index)
         written = []
         for partition, rows in table.groupby(partitions, sort=True):
             target = data_root / partition / file_name
