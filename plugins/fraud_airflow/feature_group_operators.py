@@ -100,14 +100,12 @@ class IngestFeatureGroupOperator(_FeatureGroupOperator):
         super().__init__(**kwargs)
         if not 0.0 <= max_rejected_ratio <= 1.0:
             raise ValueError(f"Invalid max_rejected_ratio {max_rejected_ratio!r}: use a share from 0 to 1.")
-        if isinstance(target_stores, str):
-            target_stores = (target_stores,)
-        unknown = set(target_stores) - {"online", "offline"}
-        if unknown or not target_stores:
-            raise ValueError(f"Invalid target_stores {target_stores!r}: use 'online', 'offline' or both.")
+        from fraud_detection.stores.base import check_target_stores
+
+        target_stores = check_target_stores(target_stores)
         self.source_path = source_path
         self.ingest_id = ingest_id
-        self.target_stores = tuple(target_stores)
+        self.target_stores = target_stores
         self.max_rejected_ratio = max_rejected_ratio
 
     def execute(self, context) -> dict[str, Any]:

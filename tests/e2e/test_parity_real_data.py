@@ -108,10 +108,10 @@ def test_every_transaction_of_week_matches_training(week):
         ]
         served = feature_matrix(build_online_feature_frame(store, requests))
         for request, actual in zip(requests, served):
-            wanted = expected[rows[request.transaction_id]]
-            differs = ~((wanted == actual) | (np.isnan(wanted) & np.isnan(actual)))
+            training_row = expected[rows[request.transaction_id]]
+            differs = ~((training_row == actual) | (np.isnan(training_row) & np.isnan(actual)))
             mismatches += [
-                f"transaction {request.transaction_id}, {names[i]}: training {wanted[i]!r}, serving {actual[i]!r}"
+                f"transaction {request.transaction_id}, {names[i]}: training {training_row[i]!r}, serving {actual[i]!r}"
                 for i in np.flatnonzero(differs)
             ]
             checked += 1

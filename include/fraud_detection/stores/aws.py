@@ -63,7 +63,7 @@ from fraud_detection.stores.aws_records import (
     split_long_strings,
     typed_record,
 )
-from fraud_detection.stores.base import TARGET_STORES, FeatureStore, IngestResult
+from fraud_detection.stores.base import TARGET_STORES, FeatureStore, IngestResult, check_target_stores
 from fraud_detection.stores.local_offline import LocalOfflineStore
 from fraud_detection.stores.validation import REJECT_REASON, split_valid_rows, write_quarantine
 
@@ -259,9 +259,7 @@ class SageMakerFeatureStore(FeatureStore):
         reach the offline store again and readers deduplicate them.
         """
         spec = self._spec(name)
-        unknown = set(target_stores) - set(TARGET_STORES)
-        if unknown or not target_stores:
-            raise ValueError(f"Invalid target stores {target_stores!r}: use 'online', 'offline' or both.")
+        target_stores = check_target_stores(target_stores)
         good, rejected = split_valid_rows(spec, frame)
         good, too_long = split_long_strings(spec, good)
         rejected = pd.concat([rejected, too_long], ignore_index=True) if len(too_long) else rejected

@@ -29,6 +29,16 @@ from fraud_detection.features.spec import FeatureGroupSpec
 TARGET_STORES = ("online", "offline")
 
 
+def check_target_stores(target_stores) -> tuple[str, ...]:
+    """Return the target stores as a tuple, or raise ``ValueError`` naming the bad value."""
+    if isinstance(target_stores, str):
+        target_stores = (target_stores,)
+    target_stores = tuple(target_stores)
+    if not target_stores or set(target_stores) - set(TARGET_STORES):
+        raise ValueError(f"Invalid target stores target_stores={target_stores!r}: use 'online', 'offline' or both.")
+    return target_stores
+
+
 @dataclass
 class IngestResult:
     """Counts of an ingest; ``quarantine_path`` is set when rows were rejected."""

@@ -18,7 +18,7 @@ import pandas as pd
 
 from fraud_detection.errors import FeatureGroupDefinitionMismatchError, FeatureGroupNotFoundError
 from fraud_detection.features.spec import FeatureGroupSpec, spec_from_description
-from fraud_detection.stores.base import TARGET_STORES, FeatureStore, IngestResult
+from fraud_detection.stores.base import TARGET_STORES, FeatureStore, IngestResult, check_target_stores
 from fraud_detection.stores.local_offline import LocalOfflineStore, utc_now
 from fraud_detection.stores.local_online import LocalOnlineStore
 from fraud_detection.stores.validation import split_valid_rows, write_quarantine
@@ -107,9 +107,7 @@ class LocalFeatureStore(FeatureStore):
     ) -> IngestResult:
         spec = self._spec(name)
         description = self.describe_feature_group(name)
-        unknown = set(target_stores) - set(TARGET_STORES)
-        if unknown or not target_stores:
-            raise ValueError(f"Invalid target stores {target_stores!r}: use 'online', 'offline' or both.")
+        target_stores = check_target_stores(target_stores)
         good, rejected = split_valid_rows(spec, frame)
         quarantine_path = None
         if len(rejected):
@@ -184,14 +182,14 @@ class LocalFeatureStore(FeatureStore):
 
 
 def _differences(description: dict[str, Any], spec: FeatureGroupSpec) -> list[str]:
-    wanted = {
+    requested = {
         "RecordIdentifierFeatureName": spec.record_identifier,
         "EventTimeFeatureName": spec.event_time_feature,
         "FeatureDefinitions": spec.feature_definitions(),
         "OnlineStoreConfig": spec.online_store_config(),
     }
     differences = []
-    for key, value in wanted.items():
+    for key, value in requested.items():
         if description.get(key) != value:
             differences.append(f"{key} is {description.get(key)!r}, requested {value!r}")
     if (description.get("OfflineStoreConfig") is not None) != spec.offline:
