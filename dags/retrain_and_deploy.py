@@ -24,7 +24,7 @@ PARAMS = {
     "as_of": Param(None, type=["null", "string"], description="Retraining time (ISO 8601, UTC); default: the run's data interval end, capped at the last transaction."),
     "test_days": Param(7, type="integer", minimum=1, description="Days of labelled data in the evaluation window."),
     "burn_in_days": Param(7, type="integer", minimum=0, description="First days of data left out of training, while windows fill."),
-    "training_days": Param(None, type=["null", "integer"], minimum=1, description="Longest training window in days; empty for all data."),
+    "training_days": Param(None, type=["null", "integer"], minimum=1, description="Maximum training window in days, or empty for all data."),
     "num_boost_round": Param(200, type="integer", minimum=1, description="XGBoost boosting rounds."),
     "min_average_precision": Param(0.05, type="number", minimum=0, maximum=1, description="Average precision a model needs to be approved."),
     "endpoint_name": Param("card-fraud-scoring", type="string", description="Serverless endpoint to create or update."),

@@ -100,7 +100,7 @@ class IngestFeatureGroupOperator(_FeatureGroupOperator):
         super().__init__(**kwargs)
         if not 0.0 <= max_rejected_ratio <= 1.0:
             raise ValueError(f"Invalid max_rejected_ratio {max_rejected_ratio!r}: use a share from 0 to 1.")
-        from fraud_detection.stores.base import check_target_stores
+        from fraud_detection.ingest_targets import check_target_stores
 
         target_stores = check_target_stores(target_stores)
         self.source_path = source_path

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--synthetic-days", type=int, default=84, help="Days of synthetic data to generate (default 84).")
     run.add_argument("--test-days", type=int, default=7, help="Days in the evaluation window (default 7).")
     run.add_argument("--burn-in-days", type=int, default=7, help="First days left out of training (default 7).")
-    run.add_argument("--training-days", type=int, default=None, help="Longest training window in days (default: all).")
+    run.add_argument("--training-days", type=int, default=None, help="Maximum training window in days (default: all data).")
     run.add_argument("--num-boost-round", type=int, default=200, help="XGBoost boosting rounds (default 200).")
     run.add_argument("--min-average-precision", type=float, default=0.05,
                      help="Average precision a model needs to be approved and deployed (default 0.05).")

@@ -213,7 +213,7 @@ def run_main_job(options: JobOptions, progress: Progress) -> JobReport:
     last_day_end = datetime(last.year, last.month, last.day) + timedelta(days=1)
     boundaries = [boundary for boundary in week_boundaries(first, last) if boundary <= last_day_end]
     if not boundaries:
-        raise RuntimeError(f"The data ({first} to {last}) holds no complete week ending on a Monday; give at least one week.")
+        raise RuntimeError(f"The data ({first} to {last}) contains no complete week ending on a Monday. Give at least one week of transactions.")
     weeks = f"{len(boundaries)} week" + ("s" if len(boundaries) != 1 else "")
     progress.say(f"Data spans {first} to {last}: {weeks}. Loading the DAGs from {options.dags_folder}")
     dags = _load_dags(options.dags_folder, log_path)

@@ -10,7 +10,7 @@ def fail_without_retry(*error_types: type[BaseException]):
     """Re-raise the given errors as ``AirflowFailException``, so Airflow does not retry the task.
 
     Use it around steps whose failure depends only on their input, such as invalid
-    parameters or data that fails validation; retrying them only delays the same error.
+    parameters or data that fails validation, because retrying them only delays the same error.
     """
     try:
         yield

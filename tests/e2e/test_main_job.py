@@ -1,7 +1,7 @@
 """End to end: the main job on April 2018 of the handbook's real transactions (29 days).
 
-The job runs as a user runs it, through the ``fraud-detection`` command, then the test checks
-the summary, Airflow's metadata database, the stores, the endpoint over HTTP, and that a
+The job runs as a user runs it, through the ``fraud-detection`` command. The tests then check
+the summary, Airflow's metadata database, the stores and the endpoint over HTTP, and that a
 second run over the same data changes nothing it should not.
 """
 

@@ -1,8 +1,8 @@
 """Training/serving parity on a full week of the handbook's real transactions.
 
-Every transaction of the week is scored through the serving path, from the online store
-after a streaming replay whose delivery is shuffled within the allowed lateness and repeats
-some transactions, and the feature vector must equal its training-set row exactly.
+Every transaction of the week is scored through the serving path, from the online store after
+a streaming replay. The replay delivers transactions shuffled within the allowed lateness and
+repeats some of them. Each served feature vector must equal its training-set row exactly.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ def test_pruned_state_keeps_needed_events(events, lag_ms, card, offset_ms):
         pruned.add(event)
     cutoff = (own[-1][0] if own else 0) - lag_ms
     pruned.prune(cutoff)
-    # Any request at or after cutoff + longest window sees the same features.
+    # Any request at or after cutoff + longest window gets the same features.
     query_ms = cutoff + max(WINDOW_MS.values()) + offset_ms
 
     assert same(streaming_features(pruned, query_ms), streaming_features(full, query_ms))

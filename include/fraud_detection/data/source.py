@@ -181,7 +181,7 @@ def load_transactions_csv(
         raise SourceDataError(
             f"{rejected} of {rows_read} rows of {csv_path} are malformed or conflict with stored transactions, more than the allowed "
             f"{max_rejected_ratio:.1%}. The good rows were loaded; the bad ones, each with its reason, "
-            f"are in {quarantine_path}. Fix them and load the file again; if the datastore holds another "
+            f"are in {quarantine_path}. Fix them and load the file again. If the datastore contains another "
             "data set with the same transaction ids, start from a new state folder (--home or HOME_DIR)."
         )
     return result
@@ -235,7 +235,7 @@ def transaction_time_range(database: Path) -> tuple[datetime, datetime]:
 
 
 def week_boundaries(first: datetime, last: datetime) -> list[datetime]:
-    """Return the Monday 00:00 week ends whose week holds at least one of the given times."""
+    """Return the Monday 00:00 week ends whose week contains at least one of the given times."""
     start = datetime(first.year, first.month, first.day) - timedelta(days=first.weekday())
     boundaries = []
     boundary = start + timedelta(days=7)

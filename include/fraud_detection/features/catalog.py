@@ -5,7 +5,7 @@ Three feature groups:
 - ``card-weekly-aggregates`` and ``terminal-weekly-aggregates``: written once a week by the
   batch job. A record's event time is the week boundary that ends its windows, so a
   transaction at time ``t`` uses the latest record with ``event_time <= t``.
-- ``card-recent-activity``: written by the streaming processor. Its record holds the card's
+- ``card-recent-activity``: written by the streaming processor. Its record contains the card's
   recent transactions, from which the serving path computes the near-real-time window features
   for any request time (see :mod:`fraud_detection.features.streaming`).
 """

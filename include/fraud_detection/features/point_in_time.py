@@ -3,8 +3,8 @@
 Each transaction in ``[start, end)`` gets exactly one row:
 
 - batch features from the latest offline record whose event time is at or before the
-  transaction time (an as-of join), or missing when there is none or its TTL has run out by
-  the transaction time, the same rule the online store applies;
+  transaction time (an as-of join). They are missing when there is no such record or its TTL
+  has run out by the transaction time, the same rule the online store applies;
 - streaming features by the serving definition (:mod:`fraud_detection.features.streaming`);
 - request-time features from :func:`fraud_detection.features.request.request_feature_columns`.
 

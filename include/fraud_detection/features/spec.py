@@ -47,8 +47,8 @@ class FeatureGroupSpec:
     """A feature group: its record identifier, event time and features.
 
     ``event_time_feature`` is a Fractional feature holding seconds since the Unix epoch (UTC).
-    ``ttl`` is how long a record stays current in the online store after its event time;
-    a read at time ``as_of`` returns a record only while ``as_of < event_time + ttl``.
+    ``ttl`` is how long a record stays current in the online store after its event time. A
+    read at time ``as_of`` returns a record only while ``as_of < event_time + ttl``.
     """
 
     name: str

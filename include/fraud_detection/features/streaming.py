@@ -1,8 +1,8 @@
 """Near-real-time card features: one definition for the stream, the endpoint and training.
 
 For a transaction of card ``c`` at time ``t`` (epoch milliseconds), each window ``W`` covers
-the card's other transactions with ``t - W <= time < t``: strictly before the current one,
-so the result is the same whether or not the processor has already seen it. The time since
+the card's other transactions with ``t - W <= time < t``. They are strictly before the current
+one, so the result is the same whether or not the processor has already seen it. The time since
 the last transaction uses the latest of them before ``t`` with no window.
 
 The streaming processor keeps, per card, a :class:`CardActivity` state: the transactions
@@ -101,7 +101,7 @@ def streaming_features(activity: CardActivity | None, t_ms: int) -> dict[str, fl
 def streaming_features_columns(card_ids, times_ms, cents) -> dict[str, np.ndarray]:
     """Compute the near-real-time features of many transactions at once, as :func:`streaming_features` does.
 
-    The inputs are the card's whole history up to the last transaction to score; each row's
+    The inputs are the card's whole history up to the last transaction to score. Each row's
     features use the other rows of its card strictly before it.
     """
     aggregates = window_aggregates(card_ids, times_ms, cents, WINDOW_MS)

@@ -1,9 +1,10 @@
 """The serving path: enrich a transaction request from the online store.
 
-The frame built here has the same columns, and for the same situation the same values, as
-the training frame of :mod:`fraud_detection.features.point_in_time`: batch features from the
-current online records (TTL applied at the transaction time), streaming features from the
-card's recent activity by the shared definition, and the shared request-time features.
+The frame built here has the same columns as the training frame of
+:mod:`fraud_detection.features.point_in_time`, and the same values for the same situation. It
+takes batch features from the current online records (TTL applied at the transaction time),
+streaming features from the card's recent activity by the shared definition, and the shared
+request-time features.
 """
 
 from __future__ import annotations

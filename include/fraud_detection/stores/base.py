@@ -6,7 +6,7 @@ Contract shared by the backends:
   returned as it is; a different definition raises ``FeatureGroupDefinitionMismatchError``.
 - ``ingest`` writes a DataFrame whose columns are the group's features. Rows with a missing
   record identifier or event time, or a value that does not convert to the feature's type,
-  are quarantined with a reason per row; the good rows are written.
+  are quarantined with a reason per row, and the good rows are written.
 - In the online store a record with an older event time never replaces a newer one, and a
   read at time ``as_of`` never returns a record whose TTL has run out by then.
 - ``get_records`` returns, per feature group, a dict from record identifier to record for
@@ -26,17 +26,7 @@ import pandas as pd
 
 from fraud_detection.features.spec import FeatureGroupSpec
 
-TARGET_STORES = ("online", "offline")
-
-
-def check_target_stores(target_stores) -> tuple[str, ...]:
-    """Return the target stores as a tuple, or raise ``ValueError`` naming the bad value."""
-    if isinstance(target_stores, str):
-        target_stores = (target_stores,)
-    target_stores = tuple(target_stores)
-    if not target_stores or set(target_stores) - set(TARGET_STORES):
-        raise ValueError(f"Invalid target stores target_stores={target_stores!r}: use 'online', 'offline' or both.")
-    return target_stores
+from fraud_detection.ingest_targets import TARGET_STORES, check_target_stores
 
 
 @dataclass

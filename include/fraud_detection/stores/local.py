@@ -50,6 +50,7 @@ class LocalFeatureStore(FeatureStore):
             self._specs[spec.name] = spec
             log.info("Feature group %s already exists with the same definition", spec.name)
             return description
+
         created = utc_now()
         description = {
             "FeatureGroupName": spec.name,
@@ -65,6 +66,7 @@ class LocalFeatureStore(FeatureStore):
             "CreationTime": created.isoformat(),
             "FeatureGroupStatus": "Created",
         }
+
         if spec.online:
             self.online.create_table(spec)
         self.registry_root.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """The local model registry: versioned model packages with metrics and an approval status.
 
-It mirrors SageMaker Model Registry: a model package group holds numbered versions, each with
+It mirrors SageMaker Model Registry: a model package group contains numbered versions, each with
 its artifacts, evaluation metrics and ``Approved`` / ``Rejected`` status. Each version is
 written to a temporary folder and renamed, so a reader never sees half a version.
 """

@@ -89,7 +89,7 @@ def train_model(train: pd.DataFrame, *, num_boost_round: int = 200, params: dict
     labels = train["tx_fraud"].to_numpy(dtype="float64")
     positives = int(labels.sum())
     if positives == 0:
-        raise ValueError(f"The training window holds {len(train)} transactions and no fraud; widen it.")
+        raise ValueError(f"The training window contains {len(train)} transactions and no fraud. Widen it.")
     matrix = xgb.DMatrix(feature_matrix(train), label=labels, feature_names=model_feature_names(), missing=np.nan)
     started = time.monotonic()
     booster = xgb.train({**DEFAULT_PARAMS, **(params or {}), "nthread": 2}, matrix, num_boost_round=num_boost_round)
