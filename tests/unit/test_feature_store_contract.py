@@ -38,6 +38,7 @@ from fraud_detection.errors import (
     FeatureGroupNotFoundError,
     RecordReadError,
 )
+from fraud_detection.features.asof import latest_versions
 from fraud_detection.features.catalog import CARD_RECENT_ACTIVITY, CARD_WEEKLY, TERMINAL_WEEKLY
 from fraud_detection.features.spec import Feature, FeatureGroupSpec, FeatureType
 from fraud_detection.stores import open_feature_store
@@ -599,6 +600,47 @@ def test_sql_reads_deduplicated_records(store):
         rows = connection.sql(f"SELECT card_id, merchant FROM {store.offline_table_sql(TOY.name)} ORDER BY 1").fetchall()
 
     assert rows == [(1, "second")]
+
+
+def test_sql_all_versions_keeps_every_row(store):
+    store.ingest(TOY.name, toy_rows((1, T0, 5.0, 1, "first"), (2, T0, 6.0, 1, "cafe")))
+    store.ingest(TOY.name, toy_rows((1, T0, 7.0, 1, "second")))
+    store.delete_record(TOY.name, 2, T0)
+
+    with duckdb.connect() as connection:
+        relation = connection.sql(f"SELECT * FROM {store.offline_table_sql(TOY.name, all_versions=True)} ORDER BY write_time, card_id")
+        rows = relation.fetchall()
+        columns = relation.columns
+
+    assert columns == [*TOY.feature_names, "write_time", "api_invocation_time", "is_deleted"]
+    assert [(row[0], row[-1]) for row in rows] == [(1, False), (2, False), (1, False), (2, True)]
+
+
+def test_numpy_latest_versions_match_sql(store):
+    store.ingest(TOY.name, toy_rows((1, T0, 5.0, 1, "first"), (2, T0, 6.0, 1, "cafe"), (3, T0, 1.0, 1, "x")))
+    store.ingest(TOY.name, toy_rows((1, T0, 7.0, 1, "second"), (1, T0 + HOUR, 8.0, 1, "later")))
+    store.delete_record(TOY.name, 2, T0)
+
+    with duckdb.connect() as connection:
+        expected = connection.sql(f"SELECT card_id, event_time, merchant FROM {store.offline_table_sql(TOY.name)} ORDER BY 1, 2").fetchall()
+        versions = connection.sql(f"SELECT * FROM {store.offline_table_sql(TOY.name, all_versions=True)}").fetchnumpy()
+    keep = latest_versions(
+        versions["card_id"],
+        versions["event_time"],
+        [versions["write_time"].view(np.int64), versions["api_invocation_time"].view(np.int64)],
+        versions["is_deleted"],
+    )
+
+    kept = sorted(zip(versions["card_id"][keep].tolist(), versions["event_time"][keep].tolist(), versions["merchant"][keep].tolist()))
+    assert kept == expected
+
+
+def test_empty_group_sql_all_versions_runs(store):
+    with duckdb.connect() as connection:
+        relation = connection.sql(f"SELECT * FROM {store.offline_table_sql(TOY.name, all_versions=True)}")
+
+        assert relation.fetchall() == []
+        assert relation.columns == [*TOY.feature_names, "write_time", "api_invocation_time", "is_deleted"]
 
 
 def test_sql_reads_catalog_group(store):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from fraud_detection.data.source import TABLE_DDL
 from fraud_detection.features import batch
 from fraud_detection.features.catalog import CARD_WINDOWS_DAYS, LABELLED_WINDOWS_DAYS, TERMINAL_WINDOWS_DAYS
-from fraud_detection.features.vectorized import asof_indices
+from fraud_detection.features.asof import asof_indices, latest_versions
 from fraud_detection.features.streaming import WINDOW_MS, CardActivity, streaming_features, streaming_features_columns
 
 DAY_MS = 86_400_000
@@ -196,3 +196,54 @@ def test_asof_large_identifiers_match_brute_force(record_ids, query_ids):
         candidates = [i for i, (e, t) in enumerate(zip(record_ids, record_times)) if e == entity and t <= time]
         expected = max(candidates, key=lambda i: (record_times[i], i)) if candidates else -1
         assert found[row] == expected
+
+
+def brute_force_asof(record_ids, record_times, query_ids, query_times) -> list[int]:
+    expected = []
+    for entity, time in zip(query_ids, query_times):
+        candidates = [i for i, (e, t) in enumerate(zip(record_ids, record_times)) if e == entity and t <= time]
+        expected.append(max(candidates, key=lambda i: (record_times[i], i)) if candidates else -1)
+    return expected
+
+
+# Few entities and few distinct times, so records share (entity, time) pairs and queries fall
+# before, between, on and after them, and on entities without records.
+records_strategy = st.lists(st.tuples(st.integers(0, 5), st.sampled_from([0, 10, 20, 30])), max_size=30)
+queries_strategy = st.lists(st.tuples(st.integers(0, 7), st.integers(-5, 40)), min_size=1, max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(records=records_strategy, queries=queries_strategy, use_grid=st.booleans())
+def test_asof_both_paths_match_brute_force(records, queries, use_grid):
+    record_ids = [entity for entity, _ in records]
+    record_times = [time for _, time in records]
+    query_ids = [entity for entity, _ in queries]
+    query_times = [time for _, time in queries]
+
+    found = asof_indices(
+        np.array(record_ids, dtype=np.int64), np.array(record_times, dtype=np.int64),
+        np.array(query_ids), np.array(query_times), use_grid=use_grid,
+    )
+
+    assert found.tolist() == brute_force_asof(record_ids, record_times, query_ids, query_times)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 3), st.sampled_from([0.0, 1.5, 3.0]), st.integers(0, 3), st.integers(0, 3), st.booleans()),
+        max_size=30,
+    )
+)
+def test_latest_versions_match_brute_force(rows):
+    identifiers, times, writes, invocations, deleted = (np.array(column) for column in zip(*rows)) if rows else [np.array([])] * 5
+
+    kept = latest_versions(identifiers, times, [writes, invocations], deleted)
+
+    expected = []
+    for key in {(row[0], row[1]) for row in rows}:
+        versions = [i for i, row in enumerate(rows) if (row[0], row[1]) == key]
+        latest = max(versions, key=lambda i: (rows[i][2], rows[i][3], i))
+        if not rows[latest][4]:
+            expected.append(latest)
+    assert kept.tolist() == sorted(expected)

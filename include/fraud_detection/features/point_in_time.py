@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from fraud_detection.features.asof import asof_indices, latest_versions
 from fraud_detection.features.catalog import CARD_WEEKLY, TERMINAL_WEEKLY
 from fraud_detection.features.request import request_feature_columns
 from fraud_detection.features.spec import FeatureGroupSpec
 from fraud_detection.features.streaming import streaming_features_columns
-from fraud_detection.features.vectorized import asof_indices
 from fraud_detection.stores.base import FeatureStore
 
 log = logging.getLogger(__name__)
@@ -82,13 +82,11 @@ def batch_feature_columns(
     store: FeatureStore, card_ids: np.ndarray, terminal_ids: np.ndarray, ts_ms: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Join transactions (card, terminal, epoch milliseconds) to both batch groups' offline records."""
+    columns: dict[str, np.ndarray] = {}
     with duckdb.connect() as connection:
-        records = {
-            spec.name: _numpy_columns(connection.sql(f"SELECT * FROM {store.offline_table_sql(spec.name)}"))
-            for spec in (CARD_WEEKLY, TERMINAL_WEEKLY)
-        }
-    columns = _batch_columns(CARD_WEEKLY, records[CARD_WEEKLY.name], card_ids, ts_ms, "card_features")
-    columns.update(_batch_columns(TERMINAL_WEEKLY, records[TERMINAL_WEEKLY.name], terminal_ids, ts_ms, "terminal_features"))
+        for spec, entities, prefix in ((CARD_WEEKLY, card_ids, "card_features"), (TERMINAL_WEEKLY, terminal_ids, "terminal_features")):
+            rows = _numpy_columns(connection.sql(f"SELECT * FROM {store.offline_table_sql(spec.name, all_versions=True)}"))
+            columns.update(_batch_columns(spec, _latest_records(spec, rows), entities, ts_ms, prefix))
     return columns
 
 
@@ -96,24 +94,34 @@ def _epoch_ms(moment: datetime) -> int:
     return int((pd.Timestamp(moment) - pd.Timestamp("1970-01-01")) // pd.Timedelta(milliseconds=1))
 
 
+def _latest_records(spec: FeatureGroupSpec, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Keep the latest version of each offline record and drop deleted ones, as the offline store's SQL does."""
+    keep = latest_versions(
+        rows[spec.record_identifier],
+        rows[spec.event_time_feature],
+        [rows["write_time"].view(np.int64), rows["api_invocation_time"].view(np.int64)],
+        rows["is_deleted"],
+    )
+    if len(keep) == len(rows[spec.record_identifier]):
+        return rows
+    return {name: values[keep] for name, values in rows.items()}
+
+
 def _batch_columns(
     spec: FeatureGroupSpec, records: dict[str, np.ndarray], entities: np.ndarray, ts_ms: np.ndarray, prefix: str
 ) -> dict[str, np.ndarray]:
     """Join each transaction to its group's latest record at or before it, honouring the TTL."""
-    record_ms = np.round(records[spec.event_time_feature].astype("float64") * 1000).astype(np.int64)
+    event_time = _with_missing_row(records[spec.event_time_feature])
+    record_ms = np.round(event_time[:-1] * 1000).astype(np.int64)
     index = asof_indices(records[spec.record_identifier], record_ms, entities, ts_ms)
-    available = index >= 0
-    if not len(record_ms):
-        return {name: np.full(len(ts_ms), np.nan) for name in [f"{prefix}_event_time", *(f.name for f in spec.value_features)]}
-    # Rows without a record take row 0's values, which the mask below then blanks.
-    rows = index.clip(0)
-    event_time = records[spec.event_time_feature].astype("float64")[rows]
     if spec.ttl is not None:
         # The online store's rule: a record is current while as_of < event_time + ttl.
-        available &= ts_ms.astype("float64") / 1000.0 < event_time + spec.ttl.total_seconds()
-    columns = {f"{prefix}_event_time": np.where(available, event_time, np.nan)}
-    for feature in spec.value_features:
-        values = records[feature.name].astype("float64", copy=False)[rows]
-        values[~available] = np.nan
-        columns[feature.name] = values
-    return columns
+        expired = ts_ms.astype("float64") / 1000.0 >= event_time[index] + spec.ttl.total_seconds()
+        index[expired] = -1
+    # Index -1 picks the missing-value row appended to every column, so no mask pass is needed.
+    names = {f"{prefix}_event_time": spec.event_time_feature} | {f.name: f.name for f in spec.value_features}
+    return {column: _with_missing_row(records[name])[index] for column, name in names.items()}
+
+
+def _with_missing_row(values: np.ndarray) -> np.ndarray:
+    return np.append(values.astype("float64", copy=False), np.nan)

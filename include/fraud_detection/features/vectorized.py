@@ -1,10 +1,10 @@
-"""Vectorised point-in-time lookups and event-time windows over sorted integer keys.
+"""Vectorised event-time windows over sorted integer keys.
 
 Each (entity, time) pair becomes one int64 key, ``rank(entity) * span + (time - origin)``,
-so that one ``numpy.searchsorted`` finds, for every row at once, the latest record at or
-before its time (an as-of join) or the first event of a window. All arithmetic is on
-integers (milliseconds, cents), so results are exact and equal to the per-request serving
-path in :mod:`fraud_detection.features.streaming`.
+so that one ``numpy.searchsorted`` finds, for every row at once, the first event of a window.
+:mod:`fraud_detection.features.asof` uses the same keys for large as-of joins. All arithmetic
+is on integers (milliseconds, cents), so results are exact and equal to the per-request
+serving path in :mod:`fraud_detection.features.streaming`.
 """
 
 from __future__ import annotations
@@ -53,27 +53,6 @@ class KeySpace:
         return self.rank(entities) * self.span + (np.asarray(times, dtype=np.int64) - self.origin)
 
 
-def asof_indices(
-    record_entities: np.ndarray, record_times: np.ndarray, query_entities: np.ndarray, query_times: np.ndarray
-) -> np.ndarray:
-    """Return, per query, the index of the latest record with the same entity and time <= query time, else -1."""
-    space = KeySpace([record_entities, query_entities], [record_times, query_times])
-    record_keys = space.keys(record_entities, record_times)
-    order = np.argsort(record_keys, kind="stable")
-    sorted_keys = record_keys[order]
-    sorted_ranks = space.rank(np.asarray(record_entities)[order])
-    query_keys = space.keys(query_entities, query_times)
-    # Sorted needles make searchsorted much faster on large inputs.
-    query_order = np.argsort(query_keys, kind="stable")
-    position = np.searchsorted(sorted_keys, query_keys[query_order], side="right") - 1
-    position = _unsort(position, query_order)
-    clipped = np.clip(position, 0, None)
-    found = (position >= 0) & (len(order) > 0)
-    if len(order):
-        found &= sorted_ranks[clipped] == space.rank(query_entities)
-    return np.where(found, order[clipped] if len(order) else -1, -1)
-
-
 def window_aggregates(
     entities: np.ndarray, times: np.ndarray, cents: np.ndarray, windows: dict[str, int]
 ) -> dict[str, np.ndarray]:
@@ -94,18 +73,19 @@ def window_aggregates(
     results: dict[str, np.ndarray] = {}
     for label, window in windows.items():
         start = np.searchsorted(sorted_keys, sorted_keys - window, side="left")
-        results[f"count_{label}"] = _unsort(end - start, order)
-        results[f"cents_{label}"] = _unsort(running_cents[end] - running_cents[start], order)
+        results[f"count_{label}"] = unsort(end - start, order)
+        results[f"cents_{label}"] = unsort(running_cents[end] - running_cents[start], order)
     segment_start = np.searchsorted(sorted_keys, space.rank(np.asarray(entities)[order]) * space.span, side="left")
     sorted_times = np.asarray(times, dtype=np.int64)[order]
     has_previous = end > segment_start
     previous = np.where(has_previous, sorted_times[np.clip(end - 1, 0, None)], 0)
-    results["last_time"] = _unsort(previous, order)
-    results["has_last"] = _unsort(has_previous, order)
+    results["last_time"] = unsort(previous, order)
+    results["has_last"] = unsort(has_previous, order)
     return results
 
 
-def _unsort(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+def unsort(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Return ``values``, which follow ``order``, in the original order."""
     result = np.empty_like(values)
     result[order] = values
     return result

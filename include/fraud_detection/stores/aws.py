@@ -514,7 +514,7 @@ class SageMakerFeatureStore(FeatureStore):
         )
         return frame_from_rows(spec, rows)
 
-    def offline_table_sql(self, name: str) -> str:
+    def offline_table_sql(self, name: str, *, all_versions: bool = False) -> str:
         """Copy new or changed offline store files from S3 and return a DuckDB table expression.
 
         The files are copied under ``cache_root`` with the layout of the local offline store,
@@ -529,7 +529,7 @@ class SageMakerFeatureStore(FeatureStore):
         if self.clients.s3 is None:
             raise ConfigurationError("offline_table_sql on the aws backend needs an S3 client.")
         location = sync_offline_files(self.clients.s3, self.config.cache_root, name, resolved)
-        return LocalOfflineStore(self.config.cache_root).table_sql(spec, str(location))
+        return LocalOfflineStore(self.config.cache_root).table_sql(spec, str(location), all_versions=all_versions)
 
     def _offline_config(self, name: str) -> dict[str, Any]:
         config = self._description(name).get("OfflineStoreConfig")

@@ -103,8 +103,14 @@ class FeatureStore(ABC):
         """Return offline records with ``start <= event_time < end`` (epoch seconds)."""
 
     @abstractmethod
-    def offline_table_sql(self, name: str) -> str:
-        """Return a DuckDB table expression over the group's deduplicated offline records."""
+    def offline_table_sql(self, name: str, *, all_versions: bool = False) -> str:
+        """Return a DuckDB table expression over the group's offline records.
+
+        By default each record (record identifier and event time) appears once, in its latest
+        version, and deleted records not at all. With ``all_versions`` every stored row appears,
+        with the ``write_time``, ``api_invocation_time`` and ``is_deleted`` columns, for readers
+        that deduplicate themselves (:func:`fraud_detection.features.asof.latest_versions`).
+        """
 
     def count_online_records(self, name: str) -> int:
         raise NotImplementedError(f"{type(self).__name__} does not count online records.")

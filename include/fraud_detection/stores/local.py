@@ -160,12 +160,12 @@ class LocalFeatureStore(FeatureStore):
         with duckdb.connect() as connection:
             return connection.sql(f"SELECT * FROM {self.offline_table_sql(name)}{where}{order}").df()
 
-    def offline_table_sql(self, name: str) -> str:
+    def offline_table_sql(self, name: str, *, all_versions: bool = False) -> str:
         spec = self._spec(name)
         offline_config = self.describe_feature_group(name)["OfflineStoreConfig"]
         if offline_config is None:
             raise ValueError(f"Feature group {name!r} has no offline store because it was created online only.")
-        return self.offline.table_sql(spec, offline_config["ResolvedOutputLocation"])
+        return self.offline.table_sql(spec, offline_config["ResolvedOutputLocation"], all_versions=all_versions)
 
     def count_online_records(self, name: str) -> int:
         return self.online.count(name)

@@ -25,6 +25,8 @@ from fraud_detection.features.spec import DUCKDB_TYPES, FeatureGroupSpec
 log = logging.getLogger(__name__)
 
 TEMPORARY_SUFFIX = ".inprogress"
+# SageMaker's columns on every offline row, with their DuckDB types.
+VERSION_COLUMNS = {"write_time": "TIMESTAMP WITH TIME ZONE", "api_invocation_time": "TIMESTAMP WITH TIME ZONE", "is_deleted": "BOOLEAN"}
 
 
 class LocalOfflineStore:
@@ -89,22 +91,28 @@ class LocalOfflineStore:
     def files(self, location: str) -> list[Path]:
         return sorted(self.data_root(location).glob("year=*/month=*/day=*/hour=*/*.parquet"))
 
-    def table_sql(self, spec: FeatureGroupSpec, location: str) -> str:
-        """Return a DuckDB subquery of the latest, non-deleted version of each record."""
+    def table_sql(self, spec: FeatureGroupSpec, location: str, *, all_versions: bool = False) -> str:
+        """Return a DuckDB subquery of the latest, non-deleted version of each record.
+
+        With ``all_versions``, every stored row with its ``write_time``, ``api_invocation_time``
+        and ``is_deleted`` columns instead.
+        """
         pattern = str(self.data_root(location) / "year=*/month=*/day=*/hour=*/*.parquet")
-        columns = ", ".join(f'"{name}"' for name in spec.feature_names)
+        names = [*spec.feature_names, *VERSION_COLUMNS] if all_versions else spec.feature_names
+        columns = ", ".join(f'"{name}"' for name in names)
         if not self.files(location):
-            empty = ", ".join(
-                f'CAST(NULL AS {DUCKDB_TYPES[f.type]}) AS "{f.name}"' for f in spec.features
-            )
+            types = {f.name: DUCKDB_TYPES[f.type] for f in spec.features} | VERSION_COLUMNS
+            empty = ", ".join(f'CAST(NULL AS {types[name]}) AS "{name}"' for name in names)
             return f"(SELECT {empty} WHERE false)"
         escaped = pattern.replace("'", "''")
+        files = f"read_parquet('{escaped}', hive_partitioning = false, union_by_name = true)"
+        if all_versions:
+            return f"(SELECT {columns} FROM {files})"
         return (
             f"(SELECT {columns} FROM (SELECT *, row_number() OVER ("
             f'PARTITION BY "{spec.record_identifier}", "{spec.event_time_feature}" '
             f"ORDER BY write_time DESC, api_invocation_time DESC) AS version_rank "
-            f"FROM read_parquet('{escaped}', hive_partitioning = false, union_by_name = true)) "
-            f"WHERE version_rank = 1 AND NOT is_deleted)"
+            f"FROM {files}) WHERE version_rank = 1 AND NOT is_deleted)"
         )
 
 
