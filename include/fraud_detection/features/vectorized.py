@@ -64,24 +64,44 @@ def window_aggregates(
     """
     longest = max(windows.values(), default=0)
     space = KeySpace([entities], [times], lookback=longest)
-    keys = space.keys(entities, times)
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
+    times = np.asarray(times, dtype=np.int64)
+    ranks = space.rank(entities)
+    order = _entity_time_order(ranks, times, space.span)
+    sorted_ranks = ranks[order]
+    sorted_times = times[order]
+    sorted_keys = sorted_ranks * space.span + (sorted_times - space.origin)
     running_cents = np.concatenate([[0], np.cumsum(np.asarray(cents, dtype=np.int64)[order])])
-    # First index of each event's own time: everything before it is strictly earlier.
-    end = np.searchsorted(sorted_keys, sorted_keys, side="left")
+    # First index of each event's own key and of its entity: everything before the first is
+    # strictly earlier.
+    end = _run_starts(sorted_keys)
+    segment_start = _run_starts(sorted_ranks)
     results: dict[str, np.ndarray] = {}
     for label, window in windows.items():
         start = np.searchsorted(sorted_keys, sorted_keys - window, side="left")
         results[f"count_{label}"] = unsort(end - start, order)
         results[f"cents_{label}"] = unsort(running_cents[end] - running_cents[start], order)
-    segment_start = np.searchsorted(sorted_keys, space.rank(np.asarray(entities)[order]) * space.span, side="left")
-    sorted_times = np.asarray(times, dtype=np.int64)[order]
     has_previous = end > segment_start
     previous = np.where(has_previous, sorted_times[np.clip(end - 1, 0, None)], 0)
     results["last_time"] = unsort(previous, order)
     results["has_last"] = unsort(has_previous, order)
     return results
+
+
+def _entity_time_order(ranks: np.ndarray, times: np.ndarray, span: int) -> np.ndarray:
+    """Return the stable order of events by (entity rank, time)."""
+    if len(times) and ranks.max() < 2**16 and bool(np.all(times[1:] >= times[:-1])):
+        # Events already in time order need only a stable sort by entity, and numpy sorts
+        # 16-bit integers stably with a radix sort, in linear time.
+        return np.argsort(ranks.astype(np.uint16), kind="stable")
+    return np.argsort(ranks * span + times, kind="stable")
+
+
+def _run_starts(sorted_values: np.ndarray) -> np.ndarray:
+    """Return, for each position of a sorted array, the first position holding the same value."""
+    positions = np.arange(len(sorted_values))
+    starts = np.ones(len(sorted_values), dtype=bool)
+    starts[1:] = sorted_values[1:] != sorted_values[:-1]
+    return np.maximum.accumulate(np.where(starts, positions, 0)) if len(positions) else positions
 
 
 def unsort(values: np.ndarray, order: np.ndarray) -> np.ndarray:
