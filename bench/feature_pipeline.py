@@ -268,7 +268,7 @@ def print_report(arguments: argparse.Namespace, report: dict) -> None:
     print("|---|---|---|---|---|---|")
     lines = (
         ("frame", "Ours: `build_feature_frame` (batch, streaming and request features)"),
-        ("batch", "Ours: `batch_feature_columns` (batch features only)"),
+        ("batch", "Ours: `batch_feature_columns` (batch features only) into a DataFrame"),
         ("feast", "Feast `get_historical_features(...).to_df()`, `duckdb` offline store"),
         ("scan", "Floor: DuckDB scan of all transactions into pandas"),
         ("asof", "Floor: DuckDB `ASOF JOIN` of the entity rows and both Parquet files"),
@@ -291,16 +291,15 @@ def print_report(arguments: argparse.Namespace, report: dict) -> None:
         "written out for the comparison."
     )
 
-    # Work outside the clocks.
+    # Work outside the clocks, and the DataFrame step inside ours.
     ours_read = seconds_range(outcomes["batch"], "input_read_seconds")
     feast_read = seconds_range(outcomes["feast"], "input_read_seconds")
     to_frame = seconds_range(outcomes["batch"], "to_frame_seconds")
     feast_setup = next((o.result for o in outcomes["feast"] if o.ok), None)
     print(
-        f"\nNot timed above: reading the transactions before the join, ours from DuckDB {format_seconds(ours_read)}, "
-        f"Feast's entity rows from Parquet {format_seconds(feast_read)}; turning the columns of "
-        f"`batch_feature_columns` and the entity columns into a pandas DataFrame, as Feast's `to_df()` returns, "
-        f"{format_seconds(to_frame)}"
+        f"\nOf ours `batch_feature_columns` time, making the DataFrame of the entity and feature columns took "
+        f"{format_seconds(to_frame)}. Not timed above: reading the transactions before the join, ours from DuckDB "
+        f"{format_seconds(ours_read)}, Feast's entity rows from Parquet {format_seconds(feast_read)}"
         + (
             f"; Feast's `import feast` {feast_setup['import_seconds']:.1f} s and `apply` {feast_setup['apply_seconds']:.1f} s."
             if feast_setup
@@ -323,10 +322,9 @@ def print_report(arguments: argparse.Namespace, report: dict) -> None:
 
     # Targets.
     print("\n### Targets\n")
-    feast_ratio = ratio(times["feast"], times["batch"])
-    print(target_line("Ours at least 10x faster than Feast (batch features)", feast_ratio, FEAST_TARGET_RATIO, at_least=True))
-    print(target_line("`build_feature_frame` within 3x of the bare scan", ratio(times["frame"], times["scan"]), SCAN_TARGET_RATIO, at_least=False))
-    print(target_line("`batch_feature_columns` within 3x of the bare scan", ratio(times["batch"], times["scan"]), SCAN_TARGET_RATIO, at_least=False))
+    print(target_line("Ours at least 10x faster than Feast (batch features)", times["feast"], times["batch"], FEAST_TARGET_RATIO, at_least=True))
+    print(target_line("`build_feature_frame` within 3x of the bare scan", times["frame"], times["scan"], SCAN_TARGET_RATIO, at_least=False))
+    print(target_line("`batch_feature_columns` within 3x of the bare scan", times["batch"], times["scan"], SCAN_TARGET_RATIO, at_least=False))
     print(f"\nWhole run: {report['total_seconds']:.0f} s.")
 
     for title, text in report["profiles"].items():
@@ -334,11 +332,14 @@ def print_report(arguments: argparse.Namespace, report: dict) -> None:
         print(text or "(the profiled run failed)")
 
 
-def target_line(label: str, value: float | None, bound: float, *, at_least: bool) -> str:
+def target_line(label: str, numerator: tuple | None, denominator: tuple | None, bound: float, *, at_least: bool) -> str:
+    """Return the target's line: the ratio of the medians decides, and the ratio of the fastest runs is shown too."""
+    value = ratio(numerator, denominator)
     if value is None:
         return f"- {label}: not measured."
     met = value >= bound if at_least else value <= bound
-    return f"- {label}: {format_ratio(value)}, {'met' if met else 'not met'}."
+    fastest = numerator[0] / denominator[0]
+    return f"- {label}: {format_ratio(value)} (fastest runs: {format_ratio(fastest)}), {'met' if met else 'not met'}."
 
 
 if __name__ == "__main__":
