@@ -5,7 +5,15 @@ BIN := $(VENV)/bin
 HOME_DIR ?= $(CURDIR)/var
 DATA ?=
 
-.PHONY: help run test install airflow-ui stop-endpoint clean
+.PHONY: help run test install airflow-ui airflow stop-endpoint clean
+
+# Airflow's settings for this checkout and state folder, shared by the airflow targets.
+AIRFLOW_ENV = export FRAUD_DETECTION_HOME=$(HOME_DIR) AIRFLOW_HOME=$(HOME_DIR)/airflow \
+	  AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
+	  AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4 \
+	  AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8080 AIRFLOW__API__BASE_URL=http://127.0.0.1:8080 \
+	  AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:8080/execution/ \
+	  GX_ANALYTICS_ENABLED=false
 
 ## List the targets.
 help:
@@ -38,12 +46,7 @@ test: install
 # --skip-serve-logs turns those servers off, and the API server reads task logs from the files
 # in $(HOME_DIR)/airflow/logs.
 airflow-ui: install
-	@export FRAUD_DETECTION_HOME=$(HOME_DIR) AIRFLOW_HOME=$(HOME_DIR)/airflow \
-	  AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
-	  AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4 \
-	  AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8080 AIRFLOW__API__BASE_URL=http://127.0.0.1:8080 \
-	  AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:8080/execution/ \
-	  GX_ANALYTICS_ENABLED=false; \
+	@$(AIRFLOW_ENV); \
 	$(BIN)/airflow db migrate > /dev/null || exit 1; \
 	pids=; \
 	trap 'kill $$pids 2> /dev/null; wait' EXIT; \
@@ -55,6 +58,10 @@ airflow-ui: install
 	echo "Airflow is starting on http://127.0.0.1:8080 (process ids$$pids). Log in as admin with the password" \
 	  "in $(HOME_DIR)/airflow/simple_auth_manager_passwords.json.generated. Ctrl-C stops all four components."; \
 	wait
+
+## Run an Airflow command over the main job's state, for example ARGS='dags test weekly_batch_aggregates 2018-04-16'.
+airflow: install
+	@$(AIRFLOW_ENV); $(BIN)/airflow $(ARGS)
 
 ## Stop the local endpoint that `make run` left serving.
 stop-endpoint: install

@@ -58,6 +58,11 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument(
         "--memory-limit-gib", type=float, default=20.0, help="Resident memory at which a step is stopped, in GiB (default 20)."
     )
+    parser.add_argument(
+        "--numpy-huge-pages",
+        action="store_true",
+        help="Keep numpy's default request for transparent huge pages (by default every step runs with NUMPY_MADVISE_HUGEPAGE=0).",
+    )
     parser.add_argument("--work-dir", type=Path, help="Folder for the data and stores (default: a new folder under /tmp).")
     parser.add_argument("--keep", action="store_true", help="Keep the work folder instead of removing it at the end.")
     parser.add_argument("--json", type=Path, help="Also write every step's outcome to this JSON file.")
@@ -73,7 +78,10 @@ def main() -> None:
     arguments = parse_arguments()
     work_dir = arguments.work_dir or Path(tempfile.mkdtemp(prefix="fraud-bench-pipeline-", dir="/tmp"))
     runner = harness.Runner(
-        work_dir, timeout_seconds=arguments.timeout_minutes * 60, memory_limit_bytes=int(arguments.memory_limit_gib * GIB)
+        work_dir,
+        timeout_seconds=arguments.timeout_minutes * 60,
+        memory_limit_bytes=int(arguments.memory_limit_gib * GIB),
+        environment={} if arguments.numpy_huge_pages else harness.STEP_ENVIRONMENT,
     )
     started = time.perf_counter()
     try:
@@ -237,6 +245,10 @@ def print_report(arguments: argparse.Namespace, report: dict) -> None:
         f"{loaded['terminals']:,} terminals, {loaded['first']} to {loaded['last']} (loaded in {loaded['seconds']:.1f} s)"
     )
     print(f"Runs of each measured step: {arguments.repeat}; ratios use the medians.")
+    environment = "numpy's default (huge pages requested)" if arguments.numpy_huge_pages else " ".join(
+        f"{name}={value}" for name, value in harness.STEP_ENVIRONMENT.items()
+    )
+    print(f"Environment of every step: {environment}.")
 
     # (a)
     compute, ingest = report["compute"], report["ingest"]
