@@ -37,7 +37,8 @@ TRANSACTION_COLUMNS = ["transaction_id", "tx_datetime", "card_id", "terminal_id"
 
 def _numpy_columns(relation: duckdb.DuckDBPyRelation) -> dict[str, np.ndarray]:
     """Fetch a relation as numpy arrays, with SQL NULL as NaN in numeric columns."""
-    table = relation.to_arrow_table()
+    # One chunk per column: converting many small chunks to numpy is several times slower.
+    table = relation.to_arrow_table().combine_chunks()
     columns = {}
     for name, column in zip(table.column_names, table.columns):
         if column.null_count:
