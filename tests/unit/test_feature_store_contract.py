@@ -631,8 +631,8 @@ def test_numpy_latest_versions_match_sql(store):
         versions["is_deleted"],
     )
 
-    kept = sorted(zip(versions["card_id"][keep].tolist(), versions["event_time"][keep].tolist(), versions["merchant"][keep].tolist()))
-    assert kept == expected
+    latest = sorted(zip(versions["card_id"][keep].tolist(), versions["event_time"][keep].tolist(), versions["merchant"][keep].tolist()))
+    assert latest == expected
 
 
 def test_empty_group_sql_all_versions_runs(store):

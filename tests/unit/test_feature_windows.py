@@ -241,12 +241,12 @@ def test_asof_both_paths_match_brute_force(records, queries, use_grid):
 def test_latest_versions_match_brute_force(rows):
     identifiers, times, writes, invocations, deleted = (np.array(column) for column in zip(*rows)) if rows else [np.array([])] * 5
 
-    kept = latest_versions(identifiers, times, [writes, invocations], deleted)
+    latest = latest_versions(identifiers, times, [writes, invocations], deleted)
 
     expected = []
     for key in {(row[0], row[1]) for row in rows}:
         versions = [i for i, row in enumerate(rows) if (row[0], row[1]) == key]
-        latest = max(versions, key=lambda i: (rows[i][2], rows[i][3], i))
-        if not rows[latest][4]:
-            expected.append(latest)
-    assert kept.tolist() == sorted(expected)
+        newest = max(versions, key=lambda i: (rows[i][2], rows[i][3], i))
+        if not rows[newest][4]:
+            expected.append(newest)
+    assert latest.tolist() == sorted(expected)

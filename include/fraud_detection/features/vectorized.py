@@ -97,7 +97,7 @@ def _entity_time_order(ranks: np.ndarray, times: np.ndarray, span: int) -> np.nd
 
 
 def _run_starts(sorted_values: np.ndarray) -> np.ndarray:
-    """Return, for each position of a sorted array, the first position holding the same value."""
+    """Return, for each position of a sorted array, the first position with the same value."""
     positions = np.arange(len(sorted_values))
     starts = np.ones(len(sorted_values), dtype=bool)
     starts[1:] = sorted_values[1:] != sorted_values[:-1]
