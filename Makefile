@@ -59,7 +59,7 @@ airflow-ui: install
 	  "in $(HOME_DIR)/airflow/simple_auth_manager_passwords.json.generated. Ctrl-C stops all four components."; \
 	wait
 
-## Run an Airflow command over the main job's state, for example ARGS='dags test weekly_batch_aggregates 2018-04-16'.
+## Run an Airflow command over the main job's state, for example ARGS='dags test weekly_batch_aggregates 2018-04-16' (reruns the week ending that Monday).
 airflow: install
 	@$(AIRFLOW_ENV); $(BIN)/airflow $(ARGS)
 
