@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,7 +62,11 @@ def parse_arguments() -> argparse.Namespace:
         action="store_true",
         help="Keep numpy's default request for transparent huge pages (by default every step runs with NUMPY_MADVISE_HUGEPAGE=0).",
     )
-    parser.add_argument("--work-dir", type=Path, help="Folder for the data and stores (default: a new folder under /tmp).")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        help="New or empty folder for the data and stores, removed at the end unless --keep (default: a new folder under /tmp).",
+    )
     parser.add_argument("--keep", action="store_true", help="Keep the work folder instead of removing it at the end.")
     parser.add_argument("--json", type=Path, help="Also write every step's outcome to this JSON file.")
     arguments = parser.parse_args()
@@ -76,7 +79,7 @@ def parse_arguments() -> argparse.Namespace:
 
 def main() -> None:
     arguments = parse_arguments()
-    work_dir = arguments.work_dir or Path(tempfile.mkdtemp(prefix="fraud-bench-pipeline-", dir="/tmp"))
+    work_dir = harness.prepare_work_dir(arguments.work_dir, "fraud-bench-pipeline-")
     runner = harness.Runner(
         work_dir,
         timeout_seconds=arguments.timeout_minutes * 60,

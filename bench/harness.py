@@ -21,6 +21,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,6 +173,23 @@ class Runner:
 # docs/benchmarks.md, filling 4.2 GB of new arrays took 14.5 s that way and 2.6 s without, so
 # every step, ours and Feast's alike, runs with that request turned off.
 STEP_ENVIRONMENT = {"NUMPY_MADVISE_HUGEPAGE": "0"}
+
+
+def prepare_work_dir(requested: Path | None, prefix: str) -> Path:
+    """Return the benchmark's work folder: ``requested`` if it is new or empty, else a new folder under /tmp.
+
+    The benchmark removes its work folder at the end, so a folder that already has files in it
+    is rejected rather than emptied.
+    """
+    if requested is None:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    if requested.exists() and (not requested.is_dir() or any(requested.iterdir())):
+        sys.exit(
+            f"Invalid --work-dir {requested}: it is not an empty folder, and the benchmark removes its "
+            "work folder at the end. Pass a new or empty folder, or leave --work-dir out for a new one under /tmp."
+        )
+    requested.mkdir(parents=True, exist_ok=True)
+    return requested
 
 
 def require(outcome: StepOutcome) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -55,7 +54,11 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument(
         "--memory-limit-gib", type=float, default=20.0, help="Resident memory at which a step is stopped, in GiB (default 20)."
     )
-    parser.add_argument("--work-dir", type=Path, help="Folder for the data and stores (default: a new folder under /tmp).")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        help="New or empty folder for the data and stores, removed at the end unless --keep (default: a new folder under /tmp).",
+    )
     parser.add_argument("--keep", action="store_true", help="Keep the work folder instead of removing it at the end.")
     parser.add_argument("--json", type=Path, help="Also write every step's outcome to this JSON file.")
     arguments = parser.parse_args()
@@ -71,7 +74,7 @@ def parse_arguments() -> argparse.Namespace:
 
 def main() -> None:
     arguments = parse_arguments()
-    work_dir = arguments.work_dir or Path(tempfile.mkdtemp(prefix="fraud-bench-online-", dir="/tmp"))
+    work_dir = harness.prepare_work_dir(arguments.work_dir, "fraud-bench-online-")
     runner = harness.Runner(
         work_dir, timeout_seconds=arguments.timeout_minutes * 60, memory_limit_bytes=int(arguments.memory_limit_gib * GIB)
     )
