@@ -176,7 +176,7 @@ STEP_ENVIRONMENT = {"NUMPY_MADVISE_HUGEPAGE": "0"}
 
 
 def prepare_work_dir(requested: Path | None, prefix: str) -> Path:
-    """Return the benchmark's work folder: ``requested`` if it is new or empty, else a new folder under /tmp.
+    """Return the benchmark's work folder: ``requested``, which must be new or empty, or else a new folder under /tmp.
 
     The benchmark removes its work folder at the end, so a folder that already has files in it
     is rejected rather than emptied.

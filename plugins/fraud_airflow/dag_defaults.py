@@ -16,12 +16,25 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(minutes=1),
 }
 
+
+
+def date_from_env(name: str, default: str | None = None) -> pendulum.DateTime | None:
+    """Return the UTC date in environment variable ``name`` (ISO 8601), ``default`` when unset."""
+    text = os.environ.get(name) or default
+    if text is None:
+        return None
+    try:
+        return pendulum.parse(text, tz="UTC")
+    except ValueError as error:
+        raise ValueError(f"Invalid {name} {text!r}: use an ISO 8601 date such as 2018-04-02 ({error}).") from None
+
+
 # First week boundary the weekly DAG processes. The default is the first Monday of the
 # Fraud Detection Handbook's simulated data (2018-04-01 to 2018-09-30); set
 # FRAUD_DETECTION_START_DATE for your own data.
-START_DATE = pendulum.parse(os.environ.get("FRAUD_DETECTION_START_DATE", "2018-04-02"), tz="UTC")
+START_DATE = date_from_env("FRAUD_DETECTION_START_DATE", "2018-04-02")
 # Last week boundary the weekly DAG schedules; unset, catchup runs up to today.
-END_DATE = pendulum.parse(os.environ["FRAUD_DETECTION_END_DATE"], tz="UTC") if os.environ.get("FRAUD_DETECTION_END_DATE") else None
+END_DATE = date_from_env("FRAUD_DETECTION_END_DATE")
 
 # Assets, so that the UI shows which DAG feeds which.
 CARD_WEEKLY_ASSET = Asset(name="card-weekly-aggregates", uri="feature-group://card-weekly-aggregates")

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -31,24 +32,51 @@ def migrate_metadata_database() -> None:
         raise RuntimeError(f"`airflow db migrate` failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
 
 
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """Return an argparse type that accepts whole numbers of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: use a whole number of at least {minimum}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"invalid value {value}: use a whole number of at least {minimum}")
+        return value
+
+    return parse
+
+
+def fraction(text: str) -> float:
+    """Parse a number from 0 to 1, for argparse."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use a number from 0 to 1") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"invalid value {value}: use a number from 0 to 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fraud-detection", description=__doc__)
+    # allow_abbrev=False, so that a misspelt option is an error rather than a guess.
+    parser = argparse.ArgumentParser(prog="fraud-detection", description=__doc__, allow_abbrev=False)
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("FRAUD_DETECTION_HOME", PROJECT_ROOT / "var")),
                         help="Folder of all local state: datastore, feature store, models, Airflow (default: var/).")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="Run the whole flow through Airflow on the local backend.")
+    run = commands.add_parser("run", help="Run the whole flow through Airflow on the local backend.", allow_abbrev=False)
     run.add_argument("data", nargs="?", type=Path,
                      help="Transactions CSV (or .csv.gz) with TRANSACTION_ID, TX_DATETIME, CUSTOMER_ID, TERMINAL_ID, "
                           "TX_AMOUNT, TX_FRAUD; without it a synthetic data set is generated.")
     run.add_argument("--dags-folder", type=Path, default=PROJECT_ROOT / "dags", help="Folder of the DAG files.")
-    run.add_argument("--synthetic-days", type=int, default=84, help="Days of synthetic data to generate (default 84).")
-    run.add_argument("--test-days", type=int, default=7, help="Days in the evaluation window (default 7).")
-    run.add_argument("--burn-in-days", type=int, default=7, help="First days left out of training (default 7).")
-    run.add_argument("--training-days", type=int, default=None, help="Maximum training window in days (default: all data).")
-    run.add_argument("--num-boost-round", type=int, default=200, help="XGBoost boosting rounds (default 200).")
-    run.add_argument("--min-average-precision", type=float, default=0.05,
-                     help="Average precision a model needs to be approved and deployed (default 0.05).")
+    run.add_argument("--synthetic-days", type=whole_number(1), default=84, help="Days of synthetic data to generate (default 84).")
+    run.add_argument("--test-days", type=whole_number(1), default=7, help="Days in the evaluation window (default 7).")
+    run.add_argument("--burn-in-days", type=whole_number(0), default=7, help="First days left out of training (default 7).")
+    run.add_argument("--training-days", type=whole_number(1), default=None, help="Maximum training window in days (default: all data).")
+    run.add_argument("--num-boost-round", type=whole_number(1), default=200, help="XGBoost boosting rounds (default 200).")
+    run.add_argument("--min-average-precision", type=fraction, default=0.05,
+                     help="Average precision a model needs to be approved and deployed, 0 to 1 (default 0.05).")
 
     stop = commands.add_parser("stop-endpoint", help="Stop a local endpoint and remove its state.")
     stop.add_argument("name", nargs="?", default="card-fraud-scoring")

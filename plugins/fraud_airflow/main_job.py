@@ -195,6 +195,30 @@ def score_samples(settings, endpoint_name: str, now: datetime, count: int) -> li
     return samples
 
 
+def scheduled_weeks(boundaries: list[datetime]) -> list[datetime]:
+    """Return the week ends that the weekly DAG's start and end dates let it run.
+
+    A DAG run before the DAG's start date runs no task, so weeks outside the dates would be
+    reported as done with nothing written. With FRAUD_DETECTION_START_DATE unset, the DAGs
+    start at the data's first week, set here before they are loaded.
+    """
+    from fraud_airflow.dag_defaults import date_from_env
+
+    if not os.environ.get("FRAUD_DETECTION_START_DATE"):
+        os.environ["FRAUD_DETECTION_START_DATE"] = f"{boundaries[0]:%Y-%m-%d}"
+    start = date_from_env("FRAUD_DETECTION_START_DATE").naive()
+    end = date_from_env("FRAUD_DETECTION_END_DATE")
+    end = end.naive() if end is not None else None
+    weeks = [boundary for boundary in boundaries if boundary >= start and (end is None or boundary <= end)]
+    if not weeks:
+        raise RuntimeError(
+            f"No week of the data (weeks ending {boundaries[0]:%Y-%m-%d} to {boundaries[-1]:%Y-%m-%d}) falls between "
+            f"FRAUD_DETECTION_START_DATE {start:%Y-%m-%d} and FRAUD_DETECTION_END_DATE "
+            f"{f'{end:%Y-%m-%d}' if end else '(unset)'}. Set them to cover the data, or unset them for the defaults."
+        )
+    return weeks
+
+
 def run_main_job(options: JobOptions, progress: Progress) -> JobReport:
     """Run every step of the flow and return the facts for the summary."""
     from fraud_detection.config import Settings
@@ -214,6 +238,7 @@ def run_main_job(options: JobOptions, progress: Progress) -> JobReport:
     boundaries = [boundary for boundary in week_boundaries(first, last) if boundary <= last_day_end]
     if not boundaries:
         raise RuntimeError(f"The data ({first} to {last}) contains no complete week ending on a Monday. Give at least one week of transactions.")
+    boundaries = scheduled_weeks(boundaries)
     weeks = f"{len(boundaries)} week" + ("s" if len(boundaries) != 1 else "")
     progress.say(f"Data spans {first} to {last}: {weeks}. Loading the DAGs from {options.dags_folder}")
     dags = _load_dags(options.dags_folder, log_path)
@@ -278,7 +303,12 @@ def _load_dags(dags_folder: Path, log_path: Path) -> dict:
     with output_to(log_path):
         bag = DagBag(str(dags_folder))
     if bag.import_errors:
-        raise RuntimeError(f"DAG files failed to import: {bag.import_errors}")
+        with open(log_path, "a") as log_file:
+            for path, text in bag.import_errors.items():
+                log_file.write(f"Import error in {path}:\n{text}\n")
+        # Each error is a whole traceback; its last line names the exception and its message.
+        errors = "; ".join(f"{Path(path).name}: {text.strip().splitlines()[-1]}" for path, text in bag.import_errors.items())
+        raise RuntimeError(f"DAG files failed to import: {errors}. Full tracebacks are in {log_path}.")
     return bag.dags
 
 
