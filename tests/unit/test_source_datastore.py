@@ -177,6 +177,18 @@ def test_missing_column_raises(tmp_path):
         load_transactions_csv(csv_path, tmp_path / "source.duckdb", tmp_path / "quarantine")
 
 
+def test_unsplittable_line_names_line_and_fix(tmp_path):
+    # Past DuckDB's sniffing sample, so the parser meets the extra field only while reading.
+    rows = [f"{index},2018-04-02 00:00:31,1,10,5.00,0,0" for index in range(25_000)]
+    csv_path = write_csv(tmp_path / "tx.csv", [*rows, "99999,2018-04-02 00:00:32,1,10,5.00,0,0,extra"])
+
+    with pytest.raises(SourceDataError, match="CSV Error on Line: 25002") as raised:
+        load_transactions_csv(csv_path, tmp_path / "source.duckdb", tmp_path / "quarantine")
+
+    assert "fix or remove that line" in str(raised.value)
+    assert "sample_size" not in str(raised.value)
+
+
 def test_missing_file_raises(tmp_path):
     with pytest.raises(SourceDataError, match="absent.csv not found"):
         load_transactions_csv(tmp_path / "absent.csv", tmp_path / "source.duckdb", tmp_path / "quarantine")

@@ -195,7 +195,13 @@ def _read_raw(connection: duckdb.DuckDBPyConnection, csv_path: Path) -> None:
             "all_varchar = true, auto_detect = true, null_padding = true)"
         )
     except duckdb.Error as error:
-        raise SourceDataError(f"Could not read {csv_path} as CSV: {error}") from error
+        # DuckDB's first lines name the line and the problem; the rest lists its parser settings.
+        summary = " ".join(line.strip() for line in str(error).splitlines()[:3] if line.strip())
+        raise SourceDataError(
+            f"Could not read {csv_path} as CSV: {summary}. Rows whose fields fail the checks are quarantined, "
+            "but a line the CSV parser cannot split (for example with more fields than the header) stops the "
+            "load: fix or remove that line and load the file again."
+        ) from error
     columns = [row[0] for row in connection.execute("DESCRIBE raw").fetchall()]
     missing = [c for c in SOURCE_COLUMNS if c not in columns]
     if missing:
