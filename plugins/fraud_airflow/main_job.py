@@ -341,7 +341,7 @@ def format_summary(report: JobReport) -> str:
     sampled = sum(group["sampled"] for group in consistency["feature_groups"])
     lines += [
         f"  Consistency:           {'passed' if consistency['success'] else 'FAILED'} "
-        f"(great-expectations suites, {sampled} online records equal to offline)",
+        f"(great-expectations suites, a sample of {sampled} online records equal to offline)",
         f"  Model:                 {facts['model']['model_name']} ({facts['model']['status']}), trained on "
         f"{windows['train_start'][:10]} to {windows['train_end'][:10]}",
         f"  Evaluation window:     {windows['test_start'][:10]} to {windows['test_end'][:10]}: "

@@ -7,12 +7,14 @@ committed page differs from what this prints.
 from __future__ import annotations
 
 from fraud_detection.features.catalog import (
+    CARD_WEEKLY,
     FEATURE_GROUPS,
     REQUEST_FEATURES,
     STREAMING_WINDOWS,
     model_feature_names,
     streaming_feature_names,
 )
+from fraud_detection.features.streaming import DEFAULT_ALLOWED_LATENESS_SECONDS
 
 REQUEST_FEATURE_DESCRIPTIONS = {
     "tx_amount": "Transaction amount.",
@@ -35,6 +37,39 @@ def _streaming_description(name: str) -> str:
     return f"{what} of the card in the {label} before this one ({STREAMING_WINDOWS[label]} s, strictly before)."
 
 
+def _time_semantics() -> list[str]:
+    ttl_days = CARD_WEEKLY.ttl.days
+    return [
+        "## Time semantics",
+        "",
+        "All times are UTC. Training, batch transform and the endpoint apply the same rules.",
+        "",
+        "- Weekly records: the weekly DAG writes one record per active card and terminal for each week",
+        "  that ends on a Monday at 00:00. The record's event time is that Monday, and an N-day window",
+        "  covers the transactions with `event time - N days <= tx_datetime < event time`.",
+        "- Fraud labels: a label is known only some days after its transaction",
+        "  (`FRAUD_DETECTION_LABEL_DELAY_DAYS`, default 7). The fraud counts and rates therefore use",
+        "  windows that end that many days before the event time, and training uses no label that",
+        "  was unknown when its model was trained.",
+        "- Point-in-time join: a transaction gets, from each weekly group, the latest record whose",
+        "  event time is at or before the transaction time. The online store keeps only the newest",
+        "  record of each card and terminal, which is that same record at serving time.",
+        f"- TTL: a weekly record counts for {ttl_days} days after its event time. Past that (for example a",
+        "  request long after the last weekly run), its features are missing on every path, and",
+        "  the model scores with missing values as it was trained to.",
+        "- Streaming features: windows cover the card's transactions strictly before the current one,",
+        "  `t - window <= time < t`, by event time. They are exact whether or not the streaming",
+        "  processor has already seen the current transaction, and repeated deliveries count once.",
+        "- Allowed lateness: the streaming processor applies an event only if it is at most",
+        f"  {DEFAULT_ALLOWED_LATENESS_SECONDS} s older than the newest event time it has seen. Later events are set aside and",
+        "  counted, so the served streaming features of the transactions after them leave them out,",
+        "  while training, which reads the source datastore, includes them.",
+        "- Missing values (a new card or terminal, an empty window) stay missing (NaN) on every path;",
+        "  no path fills them.",
+        "",
+    ]
+
+
 def render() -> str:
     lines = [
         "# Features",
@@ -45,6 +80,7 @@ def render() -> str:
         f"The model reads {len(model_feature_names())} features, in this order: the batch feature groups'",
         "features, the streaming features, then the request-time features.",
         "",
+        *_time_semantics(),
     ]
     for group in FEATURE_GROUPS:
         stores = " and ".join(s for s, on in (("online", group.online), ("offline", group.offline)) if on)
