@@ -177,16 +177,23 @@ def test_missing_column_raises(tmp_path):
         load_transactions_csv(csv_path, tmp_path / "source.duckdb", tmp_path / "quarantine")
 
 
-def test_unsplittable_line_names_line_and_fix(tmp_path):
-    # Past DuckDB's sniffing sample, so the parser meets the extra field only while reading.
+def test_unsplittable_line_quarantined_with_line(tmp_path):
+    # Past DuckDB's sniffing sample, so the parser meets the extra fields only while reading.
     rows = [f"{index},2018-04-02 00:00:31,1,10,5.00,0,0" for index in range(25_000)]
-    csv_path = write_csv(tmp_path / "tx.csv", [*rows, "99999,2018-04-02 00:00:32,1,10,5.00,0,0,extra"])
+    unsplittable = "99999,2018-04-02 00:00:32,1,10,5.00,0,0,extra"
+    after = ["99998,2018-04-02 00:00:33,1,10,-5.00,0,0", "99997,2018-04-02 00:00:34,1,10,5.00,0,0"]
+    csv_path = write_csv(tmp_path / "tx.csv", [*rows, unsplittable, *after])
 
-    with pytest.raises(SourceDataError, match="CSV Error on Line: 25002") as raised:
-        load_transactions_csv(csv_path, tmp_path / "source.duckdb", tmp_path / "quarantine")
+    result = load_transactions_csv(csv_path, tmp_path / "source.duckdb", tmp_path / "quarantine")
 
-    assert "fix or remove that line" in str(raised.value)
-    assert "sample_size" not in str(raised.value)
+    assert result.rows_read == 25_003
+    assert result.rows_loaded == 25_001
+    with open(result.quarantine_path, newline="") as handle:
+        quarantined = list(csv.DictReader(handle))
+    assert [row["line_number"] for row in quarantined] == ["25002", "25003"]
+    assert quarantined[0]["reject_reason"].startswith("line not split into the header's fields")
+    assert quarantined[0]["reject_reason"].endswith(unsplittable)
+    assert quarantined[1]["reject_reason"].startswith("TX_AMOUNT")
 
 
 def test_missing_file_raises(tmp_path):

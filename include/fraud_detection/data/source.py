@@ -47,8 +47,9 @@ _TYPED_SQL = f"""
 CREATE TEMP TABLE typed AS
 SELECT
     -- NOTE: DuckDB keeps the file's row order by default (preserve_insertion_order), which
-    -- line numbers rely on; the + 1 accounts for the header line.
-    row_number() OVER () + 1 AS line_number,
+    -- line numbers rely on. The + 1 accounts for the header line, and the count for the lines
+    -- the parser could not split that come before the row.
+    row_index + 1 + (SELECT count(*) FROM unsplit WHERE unsplit.rows_before < row_index) AS line_number,
     raw.*,
     {_whole_number("TRANSACTION_ID")} AS parsed_transaction_id,
     TRY_STRPTIME(TX_DATETIME, {_TIMESTAMP_FORMATS}) AS parsed_tx_datetime,
@@ -56,7 +57,18 @@ SELECT
     {_whole_number("TERMINAL_ID")} AS parsed_terminal_id,
     TRY_CAST(TX_AMOUNT AS DOUBLE) AS parsed_tx_amount,
     {_whole_number("TX_FRAUD")} AS parsed_tx_fraud
-FROM raw
+FROM (SELECT row_number() OVER () AS row_index, * FROM raw) AS raw
+"""
+
+# Lines the CSV parser could not split into the header's fields, as DuckDB's store_rejects
+# recorded them. rows_before is the number of parsed rows before each such line.
+_UNSPLIT_SQL = """
+CREATE TEMP TABLE unsplit AS
+SELECT
+    line AS line_number,
+    line - row_number() OVER (ORDER BY line) - 1 AS rows_before,
+    'line not split into the header''s fields (' || error_message || '): ' || csv_line AS reject_reason
+FROM reject_errors
 """
 
 # One reason per malformed row: the first rule the row breaks.
@@ -146,8 +158,9 @@ def load_transactions_csv(
         connection.execute(_TYPED_SQL)
         connection.execute(_REASON_SQL)
         connection.execute(_CONFLICT_SQL)
-        rows_read = connection.execute("SELECT count(*) FROM checked").fetchone()[0]
-        rejected = connection.execute("SELECT count(*) FROM checked WHERE reject_reason IS NOT NULL").fetchone()[0]
+        unsplit = connection.execute("SELECT count(*) FROM unsplit").fetchone()[0]
+        rows_read = connection.execute("SELECT count(*) FROM checked").fetchone()[0] + unsplit
+        rejected = connection.execute("SELECT count(*) FROM checked WHERE reject_reason IS NOT NULL").fetchone()[0] + unsplit
         quarantine_path = _write_quarantine(connection, csv_path, quarantine_root) if rejected else None
         before = connection.execute("SELECT count(*) FROM transactions").fetchone()[0]
         connection.execute(
@@ -192,15 +205,15 @@ def _read_raw(connection: duckdb.DuckDBPyConnection, csv_path: Path) -> None:
     try:
         connection.execute(
             f"CREATE TEMP TABLE raw AS SELECT * FROM read_csv('{escaped}', header = true, "
-            "all_varchar = true, auto_detect = true, null_padding = true)"
+            "all_varchar = true, auto_detect = true, null_padding = true, store_rejects = true)"
         )
+        connection.execute(_UNSPLIT_SQL)
     except duckdb.Error as error:
         # DuckDB's first lines name the line and the problem; the rest lists its parser settings.
         summary = " ".join(line.strip() for line in str(error).splitlines()[:3] if line.strip())
         raise SourceDataError(
-            f"Could not read {csv_path} as CSV: {summary}. Rows whose fields fail the checks are quarantined, "
-            "but a line the CSV parser cannot split (for example with more fields than the header) stops the "
-            "load: fix or remove that line and load the file again."
+            f"Could not read {csv_path} as CSV: {summary}. Pass a CSV or gzipped CSV file with a header line; "
+            "single malformed lines do not stop a load, they are quarantined."
         ) from error
     columns = [row[0] for row in connection.execute("DESCRIBE raw").fetchall()]
     missing = [c for c in SOURCE_COLUMNS if c not in columns]
@@ -223,8 +236,10 @@ def _write_quarantine(connection: duckdb.DuckDBPyConnection, csv_path: Path, qua
     target = folder / f"{name}-{datetime.now():%Y%m%dT%H%M%S%f}.csv"
     escaped = str(target).replace("'", "''")
     columns = ", ".join(["line_number", *SOURCE_COLUMNS, "reject_reason"])
+    unsplit_columns = ", ".join(["line_number", *(f"NULL AS {name}" for name in SOURCE_COLUMNS), "reject_reason"])
     connection.execute(
-        f"COPY (SELECT {columns} FROM checked WHERE reject_reason IS NOT NULL ORDER BY line_number) "
+        f"COPY (SELECT {columns} FROM checked WHERE reject_reason IS NOT NULL "
+        f"UNION ALL SELECT {unsplit_columns} FROM unsplit ORDER BY line_number) "
         f"TO '{escaped}' (HEADER, DELIMITER ',')"
     )
     log.warning("Quarantined malformed rows of %s to %s", csv_path, target)
