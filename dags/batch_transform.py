@@ -42,14 +42,15 @@ def batch_transform():
         from fraud_detection.stores import open_feature_store
         from fraud_detection.training.registry import DEFAULT_GROUP, LocalModelRegistry
 
+        from fraud_airflow.dag_params import parse_utc_time
         from fraud_airflow.task_errors import fail_without_retry
         from fraud_detection.errors import ModelNotFoundError
 
         settings = Settings.from_env()
         with fail_without_retry(ValueError, ModelNotFoundError):
             _, last = transaction_time_range(settings.source_database)
-            end = _parse(params["end"]) or last + timedelta(seconds=1)
-            start = _parse(params["start"]) or end - timedelta(days=7)
+            end = parse_utc_time("end", params["end"]) or last + timedelta(seconds=1)
+            start = parse_utc_time("start", params["start"]) or end - timedelta(days=7)
             registry = LocalModelRegistry(settings.model_registry_root)
             version = params["model_version"]
             model = registry.get(DEFAULT_GROUP, version) if version else registry.latest(DEFAULT_GROUP)
@@ -58,14 +59,6 @@ def batch_transform():
             )
 
     score_period()
-
-
-def _parse(value):
-    from datetime import datetime
-
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).replace(tzinfo=None)
 
 
 batch_transform()

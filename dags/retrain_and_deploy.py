@@ -47,16 +47,15 @@ def retrain_and_deploy():
     @task
     def plan_windows(params=None, data_interval_end=None, run_after=None) -> dict:
         """Place the training and evaluation windows."""
-        from datetime import datetime
-
         from fraud_detection.config import Settings
         from fraud_detection.pipelines.retrain import plan
 
+        from fraud_airflow.dag_params import parse_utc_time
         from fraud_airflow.task_errors import fail_without_retry
 
         moment = params["as_of"] or (data_interval_end or run_after).isoformat()
         with fail_without_retry(ValueError):
-            as_of = datetime.fromisoformat(moment.replace("Z", "+00:00")).replace(tzinfo=None)
+            as_of = parse_utc_time("as_of", moment)
             return plan(
                 Settings.from_env(),
                 as_of,
