@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fraud_detection.features.vectorized import KeySpace, unsort
+from fraud_detection.features.vectorized import EntityRanks, KeySpace, unsort
 
 # The grid path runs while the grid has at most this many cells per record and query, plus a
 # fixed allowance, so its memory stays proportional to the inputs.
@@ -38,7 +38,7 @@ def asof_indices(
     query_times = np.asarray(query_times, dtype=np.int64)
     if not len(record_entities):
         return np.full(len(query_entities), -1, dtype=np.int64)
-    entities = _EntityRanks(record_entities)
+    entities = EntityRanks([record_entities])
     distinct_times = np.unique(record_times)
     cells = entities.count * len(distinct_times)
     if use_grid is None:
@@ -70,31 +70,8 @@ def latest_versions(
     return latest
 
 
-class _EntityRanks:
-    """Ranks 0 to count - 1 of the distinct record entities, and -1 for entities without a record."""
-
-    def __init__(self, record_entities: np.ndarray):
-        low, high = int(record_entities.min()), int(record_entities.max())
-        self._table = None
-        if low >= 0 and high < 64 * len(record_entities) + 1024:
-            present = np.zeros(high + 1, dtype=bool)
-            present[record_entities] = True
-            self.count = int(present.sum())
-            self._table = np.where(present, np.cumsum(present) - 1, -1)
-        else:
-            self._distinct = np.unique(record_entities)
-            self.count = len(self._distinct)
-
-    def rank(self, entities: np.ndarray) -> np.ndarray:
-        if self._table is not None:
-            inside = (entities >= 0) & (entities < len(self._table))
-            return np.where(inside, self._table[np.where(inside, entities, 0)], -1)
-        position = np.searchsorted(self._distinct, entities).clip(max=self.count - 1)
-        return np.where(self._distinct[position] == entities, position, -1)
-
-
 def _grid_asof(
-    entities: _EntityRanks,
+    entities: EntityRanks,
     distinct_times: np.ndarray,
     record_entities: np.ndarray,
     record_times: np.ndarray,

@@ -130,8 +130,9 @@ def _batch_columns(
         expired = ts_ms.astype("float64") / 1000.0 >= event_time[index] + spec.ttl.total_seconds()
         index[expired] = -1
     # Index -1 picks the missing-value row appended to every column, so no mask pass is needed.
-    names = {f"{prefix}_event_time": spec.event_time_feature} | {f.name: f.name for f in spec.value_features}
-    return {column: _with_missing_row(records[name])[index] for column, name in names.items()}
+    columns = {f"{prefix}_event_time": event_time[index]}
+    columns.update({f.name: _with_missing_row(records[f.name])[index] for f in spec.value_features})
+    return columns
 
 
 def _with_missing_row(values: np.ndarray) -> np.ndarray:

@@ -14,40 +14,55 @@ import numpy as np
 INT64_MAX = np.iinfo(np.int64).max
 
 
+class EntityRanks:
+    """Ranks 0 to count - 1 of the distinct entities of several arrays, and -1 for other entities."""
+
+    def __init__(self, entity_arrays: list[np.ndarray]):
+        arrays = [np.asarray(a, dtype=np.int64) for a in entity_arrays if len(a)]
+        low = min((int(a.min()) for a in arrays), default=0)
+        high = max((int(a.max()) for a in arrays), default=-1)
+        self._table = None
+        if low >= 0 and high < 64 * sum(len(a) for a in arrays) + 1024:
+            # Small non-negative identifiers (the usual case) rank through a lookup table, no sort.
+            present = np.zeros(high + 1, dtype=bool)
+            for values in arrays:
+                present[values] = True
+            self.count = int(present.sum())
+            self._table = np.where(present, np.cumsum(present, dtype=np.int64) - 1, -1)
+        else:
+            self._distinct = np.unique(np.concatenate(arrays)) if arrays else np.empty(0, dtype=np.int64)
+            self.count = len(self._distinct)
+
+    def rank(self, entities: np.ndarray) -> np.ndarray:
+        entities = np.asarray(entities, dtype=np.int64)
+        if self._table is not None:
+            inside = (entities >= 0) & (entities < len(self._table))
+            return np.where(inside, self._table[np.where(inside, entities, 0)], -1)
+        if not self.count:
+            return np.full(len(entities), -1, dtype=np.int64)
+        position = np.searchsorted(self._distinct, entities).clip(max=self.count - 1)
+        return np.where(self._distinct[position] == entities, position, -1)
+
+
 class KeySpace:
     """Map (entity, time) pairs of several arrays into one ordered int64 key space."""
 
     def __init__(self, entity_arrays: list[np.ndarray], time_arrays: list[np.ndarray], *, lookback: int = 0):
-        arrays = [np.asarray(a, dtype=np.int64) for a in entity_arrays if len(a)]
-        low_entity = min((int(a.min()) for a in arrays), default=0)
-        high_entity = max((int(a.max()) for a in arrays), default=-1)
-        self._table = None
-        if low_entity >= 0 and high_entity < 64 * sum(len(a) for a in arrays) + 1024:
-            # Small non-negative identifiers (the usual case) rank through a lookup table, no sort.
-            present = np.zeros(high_entity + 1, dtype=bool)
-            for values in arrays:
-                present[values] = True
-            self._table = np.cumsum(present, dtype=np.int64) - 1
-            entity_count = int(present.sum())
-        else:
-            self.entities = np.unique(np.concatenate(arrays)) if arrays else np.empty(0, dtype=np.int64)
-            entity_count = len(self.entities)
+        self.entities = EntityRanks(entity_arrays)
         times = [np.asarray(t, dtype=np.int64) for t in time_arrays if len(t)]
         low = min((int(t.min()) for t in times), default=0)
         high = max((int(t.max()) for t in times), default=0)
         self.origin = low - lookback
         self.span = high - self.origin + 1
-        if entity_count and (entity_count + 1) > INT64_MAX // max(self.span, 1):
+        count = self.entities.count
+        if count and (count + 1) > INT64_MAX // max(self.span, 1):
             raise OverflowError(
-                f"{entity_count} entities over a span of {self.span} time units do not fit in int64 keys; "
+                f"{count} entities over a span of {self.span} time units do not fit in int64 keys; "
                 "build the frame in shorter periods."
             )
 
     def rank(self, entities: np.ndarray) -> np.ndarray:
-        entities = np.asarray(entities, dtype=np.int64)
-        if self._table is not None:
-            return self._table[entities]
-        return np.searchsorted(self.entities, entities)
+        return self.entities.rank(entities)
 
     def keys(self, entities: np.ndarray, times: np.ndarray) -> np.ndarray:
         return self.rank(entities) * self.span + (np.asarray(times, dtype=np.int64) - self.origin)
