@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -86,18 +85,7 @@ def main() -> None:
         memory_limit_bytes=int(arguments.memory_limit_gib * GIB),
         environment={} if arguments.numpy_huge_pages else harness.STEP_ENVIRONMENT,
     )
-    started = time.perf_counter()
-    try:
-        report = run(arguments, runner, work_dir)
-        report["total_seconds"] = time.perf_counter() - started
-        print_report(arguments, report)
-        if arguments.json:
-            harness.write_json(arguments.json, {**report, "steps": [vars(o) for o in runner.outcomes]})
-    finally:
-        if arguments.keep:
-            print(f"\nKept the work folder {work_dir}", file=sys.stderr)
-        else:
-            shutil.rmtree(work_dir, ignore_errors=True)
+    harness.run_and_report(arguments, runner, work_dir, run, print_report)
 
 
 def run(arguments: argparse.Namespace, runner: harness.Runner, work_dir: Path) -> dict:

@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
@@ -25,7 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 PROJECT = Path(__file__).resolve().parents[1]
 BENCH = PROJECT / "bench"
@@ -190,6 +191,28 @@ def prepare_work_dir(requested: Path | None, prefix: str) -> Path:
         )
     requested.mkdir(parents=True, exist_ok=True)
     return requested
+
+
+def run_and_report(
+    arguments: Any,
+    runner: Runner,
+    work_dir: Path,
+    run: Callable[[Any, Runner, Path], dict[str, Any]],
+    print_report: Callable[[Any, dict[str, Any]], None],
+) -> None:
+    """Run a benchmark, print its report, write it as JSON with ``--json``, and remove the work folder unless ``--keep``."""
+    started = time.perf_counter()
+    try:
+        report = run(arguments, runner, work_dir)
+        report["total_seconds"] = time.perf_counter() - started
+        print_report(arguments, report)
+        if arguments.json:
+            write_json(arguments.json, {**report, "steps": [vars(o) for o in runner.outcomes]})
+    finally:
+        if arguments.keep:
+            print(f"\nKept the work folder {work_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def require(outcome: StepOutcome) -> dict[str, Any]:

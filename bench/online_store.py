@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -78,18 +77,7 @@ def main() -> None:
     runner = harness.Runner(
         work_dir, timeout_seconds=arguments.timeout_minutes * 60, memory_limit_bytes=int(arguments.memory_limit_gib * GIB)
     )
-    started = time.perf_counter()
-    try:
-        report = run(arguments, runner, work_dir)
-        report["total_seconds"] = time.perf_counter() - started
-        print_report(arguments, report)
-        if arguments.json:
-            harness.write_json(arguments.json, {**report, "steps": [vars(o) for o in runner.outcomes]})
-    finally:
-        if arguments.keep:
-            print(f"\nKept the work folder {work_dir}", file=sys.stderr)
-        else:
-            shutil.rmtree(work_dir, ignore_errors=True)
+    harness.run_and_report(arguments, runner, work_dir, run, print_report)
 
 
 def run(arguments: argparse.Namespace, runner: harness.Runner, work_dir: Path) -> dict:
