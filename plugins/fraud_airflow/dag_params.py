@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 def parse_utc_time(name: str, value: str | None) -> datetime | None:
     """Return param ``name`` (ISO 8601) as a naive UTC datetime, or None when it is empty.
 
-    A time with an offset is converted to UTC; a time without one is read as UTC.
+    A time with an offset is converted to UTC, and a time without one is read as UTC.
     """
     if not value:
         return None

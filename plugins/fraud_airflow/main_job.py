@@ -306,7 +306,7 @@ def _load_dags(dags_folder: Path, log_path: Path) -> dict:
         with open(log_path, "a") as log_file:
             for path, text in bag.import_errors.items():
                 log_file.write(f"Import error in {path}:\n{text}\n")
-        # Each error is a whole traceback; its last line names the exception and its message.
+        # Each error is a whole traceback. Its last line names the exception and its message.
         errors = "; ".join(f"{Path(path).name}: {text.strip().splitlines()[-1]}" for path, text in bag.import_errors.items())
         raise RuntimeError(f"DAG files failed to import: {errors}. Full tracebacks are in {log_path}.")
     return bag.dags

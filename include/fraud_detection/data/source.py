@@ -209,11 +209,11 @@ def _read_raw(connection: duckdb.DuckDBPyConnection, csv_path: Path) -> None:
         )
         connection.execute(_UNSPLIT_SQL)
     except duckdb.Error as error:
-        # DuckDB's first lines name the line and the problem; the rest lists its parser settings.
+        # DuckDB's first lines name the line and the problem. The rest lists its parser settings.
         summary = " ".join(line.strip() for line in str(error).splitlines()[:3] if line.strip())
         raise SourceDataError(
-            f"Could not read {csv_path} as CSV: {summary}. Pass a CSV or gzipped CSV file with a header line; "
-            "single malformed lines do not stop a load, they are quarantined."
+            f"Could not read {csv_path} as CSV: {summary}. Pass a CSV or gzipped CSV file with a header line. "
+            "Single malformed lines do not stop a load, because they are quarantined."
         ) from error
     columns = [row[0] for row in connection.execute("DESCRIBE raw").fetchall()]
     missing = [c for c in SOURCE_COLUMNS if c not in columns]

@@ -1,10 +1,10 @@
 """As-of joins of transactions to feature records, and the latest version of each record.
 
-Batch feature groups hold few distinct event times (one per weekly run), so the usual join
-goes through a dense grid of (entity, event time) cells: each cell contains the latest record at
-or before that time, and each query is two small lookups, with no sort of the queries. When
-the grid would be large (many distinct event times), the join sorts int64 keys instead. Both
-paths return the same indices.
+Batch feature groups have few distinct event times, one per weekly run. The usual join
+therefore fills a dense grid of (entity, event time) cells, each with the latest record at or
+before that time, and answers each query with two small lookups, without sorting the queries.
+When the grid would be large (many distinct event times), the join sorts int64 keys instead.
+Both paths return the same indices.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ def latest_versions(
 ) -> np.ndarray:
     """Return the row indices of each record's latest version, in input order, without deleted records.
 
-    A record is one (identifier, event time) pair; its versions are ordered by ``version_keys``
-    (most significant first, for example write time then API invocation time). A record whose
+    A record is one (identifier, event time) pair. Its versions are ordered by ``version_keys``,
+    most significant first, for example write time then API invocation time. A record whose
     latest version is a deletion marker is left out, the offline store's rule.
     """
     if not len(identifiers):
